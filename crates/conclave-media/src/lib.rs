@@ -1,0 +1,977 @@
+//! The sans-IO media core of the Conclave SFU.
+//!
+//! [`MediaCore`] owns one [`str0m::Rtc`] per WebRTC peer connection and
+//! forwards RTP between them. It never touches a socket and never reads the
+//! clock: datagrams and the current time come in through `handle_*`, and
+//! datagrams to send, events and the next wake-up time go out through
+//! [`MediaCore::poll_output`].
+//!
+//! The core runs str0m in RTP mode: payloads are forwarded as they arrive,
+//! so end-to-end encrypted media passes through untouched. Only RTP headers
+//! and codec payload descriptors are read (for keyframes and layer switches).
+
+mod keyframe;
+mod rewrite;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+
+pub use keyframe::{VideoCodec, starts_keyframe};
+pub use rewrite::{Rewriter, Rewritten};
+
+/// Label of the ordered, reliable data channel (the LiveKit convention).
+pub const RELIABLE_LABEL: &str = "_reliable";
+/// Label of the unordered data channel without retransmissions.
+pub const LOSSY_LABEL: &str = "_lossy";
+
+/// How often at most a keyframe is requested from one publisher stream.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// A simulcast layer without packets for this long is considered stopped.
+const LAYER_IDLE: Duration = Duration::from_millis(1500);
+
+/// Identifies one peer connection inside a [`MediaCore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(u64);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer{}", self.0)
+    }
+}
+
+/// A media section (m-line) of one peer connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MediaId(String);
+
+impl MediaId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Mid> for MediaId {
+    fn from(m: Mid) -> Self {
+        MediaId(m.to_string())
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a peer connection is for, seen from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The client sends media; the client makes the offers.
+    Publisher,
+    /// The server sends media; the server makes the offers.
+    Subscriber,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+impl From<MediaKind> for Kind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Audio => Kind::Audio,
+            MediaKind::Video => Kind::Video,
+        }
+    }
+}
+
+impl From<Kind> for MediaKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Audio => MediaKind::Audio,
+            Kind::Video => MediaKind::Video,
+        }
+    }
+}
+
+/// Simulcast quality a subscriber wants at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quality {
+    Low = 0,
+    Medium = 1,
+    High = 2,
+}
+
+/// Errors of the media core. Display texts are safe to show to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("unknown peer connection")]
+    UnknownPeer,
+    #[error("unknown media section")]
+    UnknownMedia,
+    #[error("the session description could not be parsed")]
+    BadSdp,
+    #[error("the session description was refused")]
+    SdpRefused,
+    #[error("an answer arrived without an offer")]
+    NoPendingOffer,
+    #[error("the ICE candidate could not be parsed")]
+    BadCandidate,
+    #[error("the datagram belongs to no peer")]
+    NotForUs,
+}
+
+/// Something the media core wants the caller to do or know.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `contents` from the local address `source` to `destination`.
+    Transmit {
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
+    /// Something happened on a peer connection.
+    Event(MediaEvent),
+    /// Call [`MediaCore::handle_timeout`] at this time (or earlier on input).
+    Timeout(Instant),
+}
+
+/// Events for the signalling layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// ICE and DTLS are up.
+    Connected(PeerId),
+    /// ICE lost the peer; it may come back (network change) or not.
+    Disconnected(PeerId),
+    /// The peer failed for good (fatal protocol error) and was removed.
+    Failed(PeerId),
+    /// A publisher's offer added a media section that sends to us.
+    TrackAdded {
+        peer: PeerId,
+        mid: MediaId,
+        kind: Kind,
+        /// The `msid` track id of the section: the client's track id.
+        track_id: String,
+        /// Simulcast layers by rid, empty without simulcast.
+        rids: Vec<String>,
+    },
+    /// A publisher stopped sending on a media section.
+    TrackRemoved { peer: PeerId, mid: MediaId },
+    /// A data channel message arrived.
+    Data {
+        peer: PeerId,
+        reliable: bool,
+        data: Vec<u8>,
+    },
+    /// The first packet was forwarded on a subscriber's media section.
+    DowntrackStarted { peer: PeerId, mid: MediaId },
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub rtp_forwarded: u64,
+    /// NACKs received from subscribers.
+    pub nacks_received: u64,
+    /// PLIs and FIRs received from subscribers.
+    pub keyframe_requests_received: u64,
+    /// PLIs sent to publishers.
+    pub keyframe_requests_sent: u64,
+}
+
+/// Configuration of the media core.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Local host candidates: the addresses clients reach the media socket at.
+    pub candidates: Vec<SocketAddr>,
+}
+
+/// The forwarding core: peer connections and the routes between them.
+pub struct MediaCore {
+    config: MediaConfig,
+    next_peer: u64,
+    peers: HashMap<PeerId, Peer>,
+    /// Last known remote address of each peer, for demultiplexing.
+    by_addr: HashMap<SocketAddr, PeerId>,
+    /// Published tracks, by publisher peer and media section.
+    sources: HashMap<(PeerId, Mid), Source>,
+    /// Subscriber media section -> the source it forwards.
+    downtrack_source: HashMap<(PeerId, Mid), (PeerId, Mid)>,
+    dirty: HashSet<PeerId>,
+    out: VecDeque<Output>,
+    counters: Counters,
+    /// Last cumulative (nacks, keyframe requests) per outgoing stream.
+    egress_seen: HashMap<(PeerId, Mid, Option<Rid>), (u64, u64)>,
+    now: Option<Instant>,
+}
+
+struct Peer {
+    rtc: Rtc,
+    role: Role,
+    pending_offer: Option<SdpPendingOffer>,
+    connected: bool,
+    next_timeout: Option<Instant>,
+    channels: HashMap<ChannelId, bool>,
+    reliable: Option<ChannelId>,
+    lossy: Option<ChannelId>,
+    needs_channels: bool,
+    /// Media sections to switch off in the next offer.
+    pending_inactive: Vec<Mid>,
+    /// An offer must follow once the outstanding one is answered.
+    renegotiate: bool,
+}
+
+struct Source {
+    kind: Kind,
+    rids: Vec<Rid>,
+    /// Last time a packet arrived per layer (`None` = no simulcast).
+    last_packet: HashMap<Option<Rid>, Instant>,
+    last_keyframe_request: HashMap<Option<Rid>, Instant>,
+    downtracks: Vec<Downtrack>,
+}
+
+struct Downtrack {
+    peer: PeerId,
+    /// `None` until the media section is in an offer.
+    mid: Option<Mid>,
+    stream_id: String,
+    track_id: String,
+    enabled: bool,
+    max_quality: Quality,
+    current: Option<Option<Rid>>,
+    rewriter: rewrite::Rewriter,
+    pt_map: HashMap<u8, Option<u8>>,
+    started: bool,
+}
+
+impl MediaCore {
+    pub fn new(config: MediaConfig) -> Self {
+        Self {
+            config,
+            next_peer: 1,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            sources: HashMap::new(),
+            downtrack_source: HashMap::new(),
+            dirty: HashSet::new(),
+            out: VecDeque::new(),
+            counters: Counters::default(),
+            egress_seen: HashMap::new(),
+            now: None,
+        }
+    }
+
+    /// Traffic counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of peer connections.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Creates a peer connection. A subscriber connection gets the two data
+    /// channels right away; its first offer comes from [`Self::create_offer`].
+    pub fn add_peer(&mut self, now: Instant, role: Role) -> PeerId {
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .enable_bwe(None)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        for addr in &self.config.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%e, "unusable local candidate"),
+            }
+        }
+        let mut peer = Peer {
+            rtc,
+            role,
+            pending_offer: None,
+            connected: false,
+            next_timeout: None,
+            channels: HashMap::new(),
+            reliable: None,
+            lossy: None,
+            needs_channels: false,
+            pending_inactive: Vec::new(),
+            renegotiate: false,
+        };
+        if role == Role::Subscriber {
+            // The data channels go into the first offer.
+            peer.needs_channels = true;
+        }
+        self.peers.insert(id, peer);
+        self.dirty.insert(id);
+        self.now = Some(now);
+        self.process();
+        id
+    }
+}
+
+impl MediaCore {
+    /// Removes a peer connection and everything routed to or from it.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        if let Some(mut p) = self.peers.remove(&peer) {
+            p.rtc.disconnect();
+        }
+        self.by_addr.retain(|_, v| *v != peer);
+        self.dirty.remove(&peer);
+        let published: Vec<(PeerId, Mid)> =
+            self.sources.keys().filter(|k| k.0 == peer).copied().collect();
+        for key in published {
+            self.remove_source(key);
+        }
+        for src in self.sources.values_mut() {
+            src.downtracks.retain(|d| d.peer != peer);
+        }
+        self.downtrack_source.retain(|k, _| k.0 != peer);
+        self.egress_seen.retain(|k, _| k.0 != peer);
+    }
+
+    /// Applies a client's offer and returns the answer.
+    pub fn accept_offer(&mut self, peer: PeerId, sdp: &str) -> Result<String, MediaError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|_| MediaError::BadSdp)?;
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| {
+            tracing::debug!(%peer, error = %e, "offer refused");
+            MediaError::SdpRefused
+        })?;
+        self.dirty.insert(peer);
+        self.process();
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Makes an offer for a server-offering (subscriber) connection if there
+    /// is anything to negotiate and no offer is outstanding. While one is
+    /// outstanding the new changes wait for its answer.
+    pub fn create_offer(&mut self, peer: PeerId) -> Result<Option<String>, MediaError> {
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        if p.pending_offer.is_some() {
+            p.renegotiate = true;
+            return Ok(None);
+        }
+        let mut api = p.rtc.sdp_api();
+        if p.needs_channels {
+            api.add_channel_with_config(ChannelConfig {
+                label: RELIABLE_LABEL.into(),
+                ordered: true,
+                reliability: Reliability::Reliable,
+                ..Default::default()
+            });
+            api.add_channel_with_config(ChannelConfig {
+                label: LOSSY_LABEL.into(),
+                ordered: false,
+                reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                ..Default::default()
+            });
+        }
+        for mid in p.pending_inactive.drain(..) {
+            api.set_direction(mid, Direction::Inactive);
+        }
+        let mut added = Vec::new();
+        for (key, src) in self.sources.iter_mut() {
+            for d in src.downtracks.iter_mut().filter(|d| d.peer == peer && d.mid.is_none()) {
+                let mid = api.add_media(
+                    src.kind.into(),
+                    Direction::SendOnly,
+                    Some(d.stream_id.clone()),
+                    Some(d.track_id.clone()),
+                    None,
+                );
+                d.mid = Some(mid);
+                added.push((mid, *key));
+            }
+        }
+        let applied = api.apply();
+        p.needs_channels = false;
+        p.renegotiate = false;
+        for (mid, key) in added {
+            self.downtrack_source.insert((peer, mid), key);
+        }
+        let Some((offer, pending)) = applied else {
+            return Ok(None);
+        };
+        p.pending_offer = Some(pending);
+        Ok(Some(offer.to_sdp_string()))
+    }
+
+    /// Applies the client's answer to our last offer. Returns whether a new
+    /// offer is needed for changes made meanwhile.
+    pub fn accept_answer(&mut self, peer: PeerId, sdp: &str) -> Result<bool, MediaError> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|_| MediaError::BadSdp)?;
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        let pending = p.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
+        p.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| {
+            tracing::debug!(%peer, error = %e, "answer refused");
+            MediaError::SdpRefused
+        })?;
+        let again = p.renegotiate;
+        self.dirty.insert(peer);
+        self.process();
+        Ok(again)
+    }
+
+    /// Adds a trickled remote ICE candidate (`candidate:...` line).
+    pub fn add_remote_candidate(&mut self, peer: PeerId, candidate: &str) -> Result<(), MediaError> {
+        let line = candidate.trim();
+        if line.is_empty() {
+            // End-of-candidates marker.
+            return Ok(());
+        }
+        let c = Candidate::from_sdp_string(line).map_err(|_| MediaError::BadCandidate)?;
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        p.rtc.add_remote_candidate(c);
+        self.dirty.insert(peer);
+        self.process();
+        Ok(())
+    }
+
+    /// Routes a published track to a subscriber connection. The media
+    /// section is created in the next [`Self::create_offer`].
+    pub fn subscribe(
+        &mut self,
+        subscriber: PeerId,
+        publisher: PeerId,
+        source_mid: &MediaId,
+        stream_id: &str,
+        track_id: &str,
+    ) -> Result<(), MediaError> {
+        if !self.peers.contains_key(&subscriber) {
+            return Err(MediaError::UnknownPeer);
+        }
+        let key = (publisher, Mid::from(source_mid.as_str()));
+        let src = self.sources.get_mut(&key).ok_or(MediaError::UnknownMedia)?;
+        if src.downtracks.iter().any(|d| d.peer == subscriber) {
+            return Ok(());
+        }
+        let clock_rate = match src.kind {
+            Kind::Audio => 48_000,
+            Kind::Video => 90_000,
+        };
+        src.downtracks.push(Downtrack {
+            peer: subscriber,
+            mid: None,
+            stream_id: stream_id.to_owned(),
+            track_id: track_id.to_owned(),
+            enabled: true,
+            max_quality: Quality::High,
+            current: None,
+            rewriter: rewrite::Rewriter::new(clock_rate),
+            pt_map: HashMap::new(),
+            started: false,
+        });
+        Ok(())
+    }
+
+    /// Stops routing a track to a subscriber; its media section goes inactive
+    /// in the next offer.
+    pub fn unsubscribe(&mut self, subscriber: PeerId, publisher: PeerId, source_mid: &MediaId) {
+        let key = (publisher, Mid::from(source_mid.as_str()));
+        let Some(src) = self.sources.get_mut(&key) else { return };
+        let mut removed = Vec::new();
+        src.downtracks.retain(|d| {
+            if d.peer == subscriber {
+                removed.push(d.mid);
+                false
+            } else {
+                true
+            }
+        });
+        for mid in removed.into_iter().flatten() {
+            self.downtrack_source.remove(&(subscriber, mid));
+            if let Some(p) = self.peers.get_mut(&subscriber) {
+                p.pending_inactive.push(mid);
+            }
+        }
+    }
+
+    /// Sets what a subscriber wants of one track: whether to receive it at all
+    /// and, for simulcast video, the highest quality.
+    pub fn set_downtrack(
+        &mut self,
+        subscriber: PeerId,
+        publisher: PeerId,
+        source_mid: &MediaId,
+        enabled: bool,
+        max_quality: Quality,
+    ) {
+        let key = (publisher, Mid::from(source_mid.as_str()));
+        if let Some(src) = self.sources.get_mut(&key) {
+            for d in src.downtracks.iter_mut().filter(|d| d.peer == subscriber) {
+                d.enabled = enabled;
+                d.max_quality = max_quality;
+            }
+        }
+    }
+
+    /// Sends a data channel message. Returns false when it could not be queued
+    /// (channel not open, or buffer full).
+    pub fn send_data(&mut self, peer: PeerId, reliable: bool, data: &[u8]) -> bool {
+        let Some(p) = self.peers.get_mut(&peer) else { return false };
+        let id = if reliable { p.reliable } else { p.lossy };
+        let Some(id) = id else { return false };
+        let Some(mut ch) = p.rtc.channel(id) else { return false };
+        let ok = ch.write(true, data).unwrap_or(false);
+        self.dirty.insert(peer);
+        ok
+    }
+
+    /// Feeds one received UDP datagram.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> Result<(), MediaError> {
+        self.now = Some(now);
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += contents.len() as u64;
+        let recv = Receive::new(Protocol::Udp, source, destination, contents)
+            .map_err(|_| MediaError::NotForUs)?;
+        let input = Input::Receive(now, recv);
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)));
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let found = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.rtc.accepts(&input))
+                    .map(|(id, _)| *id)
+                    .ok_or(MediaError::NotForUs)?;
+                self.by_addr.insert(source, found);
+                found
+            }
+        };
+        let p = self.peers.get_mut(&id).ok_or(MediaError::UnknownPeer)?;
+        if let Err(e) = p.rtc.handle_input(input) {
+            tracing::debug!(peer = %id, error = %e, "input refused");
+        }
+        self.dirty.insert(id);
+        self.process();
+        Ok(())
+    }
+
+    /// Drives timers. Call at (or after) the time of the last `Output::Timeout`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        for (id, p) in self.peers.iter_mut() {
+            if p.next_timeout.is_none_or(|t| t <= now) {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(peer = %id, error = %e, "timeout handling failed");
+                }
+                self.dirty.insert(*id);
+            }
+        }
+        self.process();
+    }
+
+    /// The next thing to do: a datagram to send, an event, or when to call
+    /// [`Self::handle_timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        self.process();
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let next = self.peers.values().filter_map(|p| p.next_timeout).min();
+        let fallback = self.now.map(|n| n + Duration::from_secs(1));
+        match next.or(fallback) {
+            Some(t) => Output::Timeout(t),
+            // No peer and no time seen yet: nothing will happen until input.
+            None => Output::Timeout(far_future()),
+        }
+    }
+
+    /// Drains every peer with pending work until none is left.
+    fn process(&mut self) {
+        while let Some(id) = self.dirty.iter().next().copied() {
+            self.dirty.remove(&id);
+            self.drain(id);
+        }
+    }
+
+    fn drain(&mut self, id: PeerId) {
+        loop {
+            let Some(p) = self.peers.get_mut(&id) else { return };
+            match p.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(t)) => {
+                    p.next_timeout = Some(t);
+                    return;
+                }
+                Ok(RtcOutput::Transmit(t)) => {
+                    let contents: Vec<u8> = t.contents.into();
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += contents.len() as u64;
+                    self.out.push_back(Output::Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents,
+                    });
+                }
+                Ok(RtcOutput::Event(e)) => self.on_event(id, e),
+                Err(e) => {
+                    tracing::info!(peer = %id, error = %e, "peer connection failed");
+                    self.remove_peer(id);
+                    self.out.push_back(Output::Event(MediaEvent::Failed(id)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, e: MediaEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn on_event(&mut self, id: PeerId, ev: Event) {
+        match ev {
+            Event::Connected => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.connected = true;
+                }
+                self.emit(MediaEvent::Connected(id));
+            }
+            Event::IceConnectionStateChange(state) => {
+                let Some(p) = self.peers.get_mut(&id) else { return };
+                match state {
+                    IceConnectionState::Disconnected if p.connected => {
+                        p.connected = false;
+                        self.emit(MediaEvent::Disconnected(id));
+                    }
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                        if !p.connected && p.rtc.is_connected() =>
+                    {
+                        p.connected = true;
+                        self.emit(MediaEvent::Connected(id));
+                    }
+                    _ => {}
+                }
+            }
+            Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction, m.simulcast),
+            Event::MediaChanged(c) => {
+                if !c.direction.is_receiving() && self.sources.contains_key(&(id, c.mid)) {
+                    self.remove_source((id, c.mid));
+                    self.emit(MediaEvent::TrackRemoved { peer: id, mid: c.mid.into() });
+                }
+            }
+            Event::RtpPacket(pkt) => self.forward(id, pkt),
+            Event::KeyframeRequest(req) => {
+                if let Some(&(publisher, mid)) = self.downtrack_source.get(&(id, req.mid)) {
+                    let layer = self
+                        .sources
+                        .get(&(publisher, mid))
+                        .and_then(|s| s.downtracks.iter().find(|d| d.peer == id))
+                        .and_then(|d| d.current);
+                    if let Some(layer) = layer {
+                        self.request_keyframe(publisher, mid, layer, req.kind);
+                    }
+                }
+            }
+            Event::ChannelOpen(cid, label) => {
+                let Some(p) = self.peers.get_mut(&id) else { return };
+                let reliable = label != LOSSY_LABEL;
+                p.channels.insert(cid, reliable);
+                if label == RELIABLE_LABEL {
+                    p.reliable = Some(cid);
+                } else if label == LOSSY_LABEL {
+                    p.lossy = Some(cid);
+                }
+            }
+            Event::ChannelClose(cid) => {
+                let Some(p) = self.peers.get_mut(&id) else { return };
+                p.channels.remove(&cid);
+                if p.reliable == Some(cid) {
+                    p.reliable = None;
+                }
+                if p.lossy == Some(cid) {
+                    p.lossy = None;
+                }
+            }
+            Event::ChannelData(d) => {
+                let reliable = self
+                    .peers
+                    .get(&id)
+                    .and_then(|p| p.channels.get(&d.id).copied())
+                    .unwrap_or(true);
+                self.emit(MediaEvent::Data { peer: id, reliable, data: d.data });
+            }
+            Event::MediaEgressStats(st) => {
+                let seen = self.egress_seen.entry((id, st.mid, st.rid)).or_default();
+                let keyframes = st.plis + st.firs;
+                self.counters.nacks_received += st.nacks.saturating_sub(seen.0);
+                self.counters.keyframe_requests_received += keyframes.saturating_sub(seen.1);
+                *seen = (st.nacks, keyframes);
+            }
+            Event::Closed => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.connected = false;
+                }
+                self.emit(MediaEvent::Disconnected(id));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media_added(
+        &mut self,
+        id: PeerId,
+        mid: Mid,
+        kind: MediaKind,
+        direction: Direction,
+        simulcast: Option<str0m::media::Simulcast>,
+    ) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        if p.role != Role::Publisher || !direction.is_receiving() {
+            return;
+        }
+        let track_id = p.rtc.media(mid).map(|m| m.track_id().to_owned()).unwrap_or_default();
+        let rids: Vec<Rid> = simulcast
+            .map(|s| s.recv.into_iter().map(|l| l.rid).collect())
+            .unwrap_or_default();
+        self.sources.insert(
+            (id, mid),
+            Source {
+                kind: kind.into(),
+                rids: rids.clone(),
+                last_packet: HashMap::new(),
+                last_keyframe_request: HashMap::new(),
+                downtracks: Vec::new(),
+            },
+        );
+        self.emit(MediaEvent::TrackAdded {
+            peer: id,
+            mid: mid.into(),
+            kind: kind.into(),
+            track_id,
+            rids: rids.iter().map(|r| r.to_string()).collect(),
+        });
+    }
+
+    fn remove_source(&mut self, key: (PeerId, Mid)) {
+        let Some(src) = self.sources.remove(&key) else { return };
+        for d in src.downtracks {
+            if let Some(mid) = d.mid {
+                self.downtrack_source.remove(&(d.peer, mid));
+                if let Some(p) = self.peers.get_mut(&d.peer) {
+                    p.pending_inactive.push(mid);
+                }
+            }
+        }
+    }
+
+    fn request_keyframe(
+        &mut self,
+        publisher: PeerId,
+        mid: Mid,
+        layer: Option<Rid>,
+        kind: KeyframeRequestKind,
+    ) {
+        let Some(now) = self.now else { return };
+        let Some(src) = self.sources.get_mut(&(publisher, mid)) else { return };
+        if src
+            .last_keyframe_request
+            .get(&layer)
+            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&publisher) else { return };
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, layer) {
+            rx.request_keyframe(kind);
+            src.last_keyframe_request.insert(layer, now);
+            self.counters.keyframe_requests_sent += 1;
+            self.dirty.insert(publisher);
+        }
+    }
+
+    fn forward(&mut self, publisher: PeerId, pkt: RtpPacket) {
+        let now = pkt.timestamp;
+        let Some(p) = self.peers.get_mut(&publisher) else { return };
+        let (mid, rid) = {
+            let mut api = p.rtc.direct_api();
+            let Some(rx) = api.stream_rx(&pkt.header.ssrc) else { return };
+            (rx.mid(), rx.rid())
+        };
+        let in_pt = *pkt.header.payload_type;
+        let in_params: Option<PayloadParams> = p
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|pp| *pp.pt() == in_pt)
+            .copied();
+        let Some(src) = self.sources.get_mut(&(publisher, mid)) else { return };
+        src.last_packet.insert(rid, now);
+        let codec = in_params.map(|pp| video_codec(pp.spec().codec)).unwrap_or(VideoCodec::Other);
+        let is_key = src.kind == Kind::Video && starts_keyframe(codec, &pkt.payload);
+        let mut keyframe_wanted = false;
+        for d in src.downtracks.iter_mut() {
+            let Some(sub_mid) = d.mid else { continue };
+            if !d.enabled {
+                continue;
+            }
+            let want = choose_layer(&src.rids, &src.last_packet, d.max_quality, now);
+            if d.current != Some(want) {
+                if rid != want {
+                    continue;
+                }
+                if src.kind == Kind::Video && !is_key {
+                    keyframe_wanted = true;
+                    continue;
+                }
+                d.current = Some(want);
+                d.rewriter.switch_source(*pkt.seq_no, pkt.header.timestamp, now);
+            }
+            if d.current != Some(rid) {
+                continue;
+            }
+            let Some(sub) = self.peers.get_mut(&d.peer) else { continue };
+            if !sub.connected {
+                continue;
+            }
+            let out_pt = *d.pt_map.entry(in_pt).or_insert_with(|| {
+                in_params
+                    .and_then(|pp| sub.rtc.codec_config().match_params(pp).map(|m| *m.pt()))
+            });
+            let Some(out_pt) = out_pt else { continue };
+            let Some(rw) = d.rewriter.rewrite(*pkt.seq_no, pkt.header.timestamp, now) else {
+                continue;
+            };
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else { continue };
+            let ext = ExtensionValues {
+                audio_level: pkt.header.ext_vals.audio_level,
+                voice_activity: pkt.header.ext_vals.voice_activity,
+                video_orientation: pkt.header.ext_vals.video_orientation,
+                video_content_type: pkt.header.ext_vals.video_content_type,
+                ..Default::default()
+            };
+            tx.write_rtp(
+                RtpWrite::new(out_pt.into(), SeqNo::from(rw.seq), rw.timestamp, now, pkt.payload.clone())
+                    .marker(pkt.header.marker)
+                    .ext_vals(ext)
+                    .nackable(src.kind == Kind::Video),
+            );
+            self.counters.rtp_forwarded += 1;
+            self.dirty.insert(d.peer);
+            if !d.started {
+                d.started = true;
+                self.out.push_back(Output::Event(MediaEvent::DowntrackStarted {
+                    peer: d.peer,
+                    mid: sub_mid.into(),
+                }));
+            }
+        }
+        if keyframe_wanted {
+            self.request_keyframe(publisher, mid, rid, KeyframeRequestKind::Pli);
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    // An Instant far enough ahead to mean "never" without overflowing.
+    Instant::now() + Duration::from_secs(3600)
+}
+
+fn video_codec(c: Codec) -> VideoCodec {
+    match c {
+        Codec::Vp8 => VideoCodec::Vp8,
+        Codec::Vp9 => VideoCodec::Vp9,
+        Codec::H264 => VideoCodec::H264,
+        Codec::Av1 => VideoCodec::Av1,
+        _ => VideoCodec::Other,
+    }
+}
+
+/// Rank of a simulcast layer by its rid: LiveKit names them q, h, f.
+fn rid_rank(rid: &Rid, position: usize) -> usize {
+    match &**rid {
+        "q" => 0,
+        "h" => 1,
+        "f" => 2,
+        _ => position,
+    }
+}
+
+/// The layer a subscriber should get: the best active layer not above its
+/// wish, else the lowest active layer, else the lowest layer.
+fn choose_layer(
+    rids: &[Rid],
+    last_packet: &HashMap<Option<Rid>, Instant>,
+    max_quality: Quality,
+    now: Instant,
+) -> Option<Rid> {
+    if rids.is_empty() {
+        return None;
+    }
+    let mut ranked: Vec<(usize, Rid)> =
+        rids.iter().enumerate().map(|(i, r)| (rid_rank(r, i), *r)).collect();
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let active = |r: &Rid| {
+        last_packet
+            .get(&Some(*r))
+            .is_some_and(|t| now.saturating_duration_since(*t) < LAYER_IDLE)
+    };
+    let cap = max_quality as usize;
+    ranked
+        .iter()
+        .rev()
+        .find(|(rank, r)| *rank <= cap && active(r))
+        .or_else(|| ranked.iter().find(|(_, r)| active(r)))
+        .or(ranked.first())
+        .map(|(_, r)| *r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_choice_follows_wish_and_activity() {
+        let now = Instant::now();
+        let rids: Vec<Rid> = vec!["q".into(), "h".into(), "f".into()];
+        let mut last = HashMap::new();
+        // Nothing active yet: lowest.
+        assert_eq!(choose_layer(&rids, &last, Quality::High, now), Some("q".into()));
+        for r in &rids {
+            last.insert(Some(*r), now);
+        }
+        assert_eq!(choose_layer(&rids, &last, Quality::High, now), Some("f".into()));
+        assert_eq!(choose_layer(&rids, &last, Quality::Medium, now), Some("h".into()));
+        assert_eq!(choose_layer(&rids, &last, Quality::Low, now), Some("q".into()));
+        // The high layer stops (dynacast): fall back to the best active one.
+        let later = now + Duration::from_secs(2);
+        last.insert(Some("q".into()), later);
+        last.insert(Some("h".into()), later);
+        assert_eq!(choose_layer(&rids, &last, Quality::High, later), Some("h".into()));
+        // No simulcast.
+        assert_eq!(choose_layer(&[], &last, Quality::High, now), None);
+    }
+}

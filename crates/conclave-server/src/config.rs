@@ -1,0 +1,294 @@
+//! Configuration: defaults, then a TOML file, then `CONCLAVE_<SECTION>_<KEY>`
+//! environment variables, then command-line flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Every field has a documented default.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub http: HttpSection,
+    pub media: MediaSection,
+    pub auth: AuthSection,
+    pub rooms: RoomsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Where generated secrets, certificates and data live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("conclave-data") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Address of the HTTP(S) listener: web app, signalling, API.
+    pub listen: SocketAddr,
+    /// PEM certificate chain. Empty: plain HTTP on loopback, otherwise a
+    /// self-signed certificate made at first start.
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// The one UDP port for all media.
+    pub udp_port: u16,
+    /// Local address the media socket binds to. Unset: 127.0.0.1 when every
+    /// announced address is loopback, else 0.0.0.0. Replies leave from the
+    /// address the kernel picks for the destination, so on a host with
+    /// several addresses bind to the announced one.
+    pub bind: Option<IpAddr>,
+    /// Addresses announced to clients as ICE candidates (the public address
+    /// when behind NAT). Empty: the HTTP listen address when it is specific,
+    /// else 127.0.0.1.
+    pub announce: Vec<IpAddr>,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            udp_port: 7882,
+            bind: None,
+            announce: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// API key for access tokens. Empty: generated at first start and kept
+    /// in the data directory.
+    pub api_key: String,
+    /// API secret for `api_key` (at least 32 characters).
+    pub api_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsSection {
+    /// Let anyone who reaches the web app join any room by name through
+    /// `/api/join`. Unset: on when HTTP listens on loopback only.
+    pub open_join: Option<bool>,
+    /// Seconds an unused room lives.
+    pub empty_timeout: u32,
+    /// Seconds a room lives after the last participant left.
+    pub departure_timeout: u32,
+    /// Participants per room, 0 for no limit.
+    pub max_participants: u32,
+}
+
+impl Default for RoomsSection {
+    fn default() -> Self {
+        Self { open_join: None, empty_timeout: 300, departure_timeout: 20, max_participants: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A `tracing` filter, e.g. `info` or `info,conclave_signal=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const SECTIONS: [&str; 6] = ["server", "http", "media", "auth", "rooms", "log"];
+
+impl Config {
+    /// Loads the configuration from an optional file and the environment.
+    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut doc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("CONCLAVE_") else { continue };
+            let lower = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) else {
+                continue;
+            };
+            let key = &lower[section.len() + 1..];
+            let table = doc
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(table) = table.as_table_mut() else {
+                return Err(ConfigError::Invalid(format!("[{section}] must be a table")));
+            };
+            table.insert(key.to_owned(), env_value(section, key, &value));
+        }
+        let config: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
+            return Err(ConfigError::Invalid("http.tls_cert and http.tls_key go together".into()));
+        }
+        if !self.auth.api_key.is_empty() && self.auth.api_secret.len() < 32 {
+            return Err(ConfigError::Invalid("auth.api_secret must have at least 32 characters".into()));
+        }
+        if self.auth.api_key.is_empty() != self.auth.api_secret.is_empty() {
+            return Err(ConfigError::Invalid("auth.api_key and auth.api_secret go together".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether HTTP listens on loopback only (plain HTTP allowed there).
+    pub fn http_is_loopback(&self) -> bool {
+        self.http.listen.ip().is_loopback()
+    }
+
+    /// The address the media socket binds to.
+    pub fn media_bind(&self) -> SocketAddr {
+        let ip = self.media.bind.unwrap_or_else(|| {
+            if self.announced().iter().all(|a| a.ip().is_loopback()) {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                IpAddr::from([0, 0, 0, 0])
+            }
+        });
+        SocketAddr::new(ip, self.media.udp_port)
+    }
+
+    /// Whether `/api/join` is open.
+    pub fn open_join(&self) -> bool {
+        self.rooms.open_join.unwrap_or_else(|| self.http_is_loopback())
+    }
+
+    /// The media addresses announced to clients.
+    pub fn announced(&self) -> Vec<SocketAddr> {
+        let ips = if !self.media.announce.is_empty() {
+            self.media.announce.clone()
+        } else if !self.http.listen.ip().is_unspecified() {
+            vec![self.http.listen.ip()]
+        } else {
+            vec![IpAddr::from([127, 0, 0, 1])]
+        };
+        ips.into_iter().map(|ip| SocketAddr::new(ip, self.media.udp_port)).collect()
+    }
+}
+
+/// Turns an environment string into the TOML value the key expects.
+fn env_value(section: &str, key: &str, raw: &str) -> toml::Value {
+    if section == "media" && key == "announce" {
+        return toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        );
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.http.listen, "127.0.0.1:7880".parse().expect("addr"));
+        assert_eq!(c.media.udp_port, 7882);
+        assert!(c.open_join());
+        assert_eq!(c.announced(), vec!["127.0.0.1:7882".parse().expect("addr")]);
+        assert_eq!(c.media_bind(), "127.0.0.1:7882".parse().expect("addr"));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("CONCLAVE_HTTP_LISTEN", "0.0.0.0:8443"),
+                ("CONCLAVE_MEDIA_UDP_PORT", "40000"),
+                ("CONCLAVE_MEDIA_ANNOUNCE", "192.0.2.10, 198.51.100.7"),
+                ("CONCLAVE_SERVER_DATA_DIR", "/var/lib/conclave"),
+                ("CONCLAVE_AUTH_API_KEY", "APIkey"),
+                ("CONCLAVE_AUTH_API_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("CONCLAVE_ROOMS_OPEN_JOIN", "true"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("env config");
+        assert_eq!(c.http.listen.port(), 8443);
+        assert!(!c.http_is_loopback());
+        assert_eq!(c.media.udp_port, 40000);
+        assert_eq!(c.announced().len(), 2);
+        assert_eq!(c.media_bind(), "0.0.0.0:40000".parse().expect("addr"));
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/conclave"));
+        assert_eq!(c.auth.api_key, "APIkey");
+        assert!(c.open_join());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = Config::load(None, env(&[("CONCLAVE_MEDIA_UDP_PORT", "99999")])).expect_err("port out of range");
+        assert!(e.to_string().contains("invalid configuration"));
+        let e = Config::load(None, env(&[("CONCLAVE_HTTP_NOPE", "1")])).expect_err("unknown key");
+        assert!(e.to_string().contains("nope"));
+        let e = Config::load(None, env(&[("CONCLAVE_AUTH_API_KEY", "k"), ("CONCLAVE_AUTH_API_SECRET", "short")]))
+            .expect_err("short secret");
+        assert!(e.to_string().contains("32"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The LiveKit signalling endpoint: `/rtc` (protobuf over WebSocket) and
+//! `/rtc/validate`.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use conclave_runtime::ConnOut;
+use conclave_signal::{ConnId, JoinParams};
+use conclave_token::{JoinGrant, TokenError};
+use conclave_types::{ParticipantIdentity, Permissions, RoomName, TrackSource};
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as lk;
+use prost::Message as _;
+use tokio::sync::mpsc;
+
+use crate::AppState;
+
+/// Largest signalling message accepted from a client.
+const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
+
+/// Query parameters of a v0 connection.
+type Params = HashMap<String, String>;
+
+/// Why a connection was refused before the upgrade.
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, self.message).into_response()
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        tracing::info!(error = %e, "token refused");
+        Refusal { status, message: "invalid or insufficient access token" }
+    }
+}
+
+fn bearer(params: &Params, headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = params.get("access_token") {
+        return Some(t.clone());
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
+/// Verifies the token and turns it into join parameters.
+pub(crate) fn join_params(state: &AppState, params: &Params, headers: &HeaderMap) -> Result<JoinParams, Refusal> {
+    let token = bearer(params, headers).ok_or(Refusal {
+        status: StatusCode::UNAUTHORIZED,
+        message: "missing access token",
+    })?;
+    let claims = state.verifier.verify(&token, crate::unix_now())?;
+    let grant = claims.join_grant(None)?;
+    to_join_params(grant, params)
+}
+
+fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> {
+    let bad = |message| Refusal { status: StatusCode::BAD_REQUEST, message };
+    let room = RoomName::new(g.room).map_err(|_| bad("invalid room name in token"))?;
+    let identity = ParticipantIdentity::new(g.identity).map_err(|_| bad("invalid identity in token"))?;
+    if g.hidden {
+        // No participant may listen in unseen.
+        return Err(Refusal { status: StatusCode::FORBIDDEN, message: "hidden participants are not allowed" });
+    }
+    let permissions = Permissions {
+        can_subscribe: g.can_subscribe,
+        can_publish: g.can_publish,
+        sources: g
+            .publish_sources
+            .iter()
+            .filter_map(|s| TrackSource::from_token_str(s.as_str()))
+            .collect(),
+        can_publish_data: g.can_publish_data,
+        can_update_metadata: g.can_update_own_metadata,
+        hidden: false,
+        admin: g.room_admin,
+    };
+    Ok(JoinParams {
+        room,
+        identity,
+        name: g.name,
+        metadata: g.metadata,
+        attributes: g.attributes.into_iter().collect(),
+        permissions,
+        create_room: true,
+        auto_subscribe: params.get("auto_subscribe").is_none_or(|v| v != "0"),
+        client_protocol: params.get("protocol").and_then(|p| p.parse().ok()).unwrap_or(0),
+    })
+}
+
+/// `GET /rtc/validate`: tells a client why a connection would fail.
+pub(crate) async fn validate(State(state): State<AppState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
+    match join_params(&state, &params, &headers) {
+        Ok(_) => (StatusCode::OK, "success").into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `/rtc/v1`: the single-connection protocol is not offered; clients fall
+/// back to `/rtc`.
+pub(crate) async fn v1_not_supported() -> Response {
+    (StatusCode::NOT_FOUND, "this server speaks the /rtc signalling path").into_response()
+}
+
+/// `GET /rtc`: the signalling WebSocket.
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let join = match join_params(&state, &params, &headers) {
+        Ok(j) => j,
+        Err(r) => return r.into_response(),
+    };
+    let reconnect = params.get("reconnect").is_some_and(|v| v == "1");
+    ws.max_message_size(MAX_SIGNAL_MESSAGE)
+        .max_frame_size(MAX_SIGNAL_MESSAGE)
+        .on_upgrade(move |socket| session(state, socket, join, reconnect))
+}
+
+async fn session(state: AppState, socket: WebSocket, join: JoinParams, reconnect: bool) {
+    let (mut sink, mut stream) = socket.split();
+    if reconnect {
+        // Sessions are not resumed: ask the client to join afresh.
+        let leave = leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect);
+        let _ = sink.send(Message::Binary(leave.into())).await;
+        let _ = sink.send(Message::Close(None)).await;
+        return;
+    }
+    let conn: ConnId = state.engine.new_conn();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ConnOut>();
+    match state.engine.join(conn, join, tx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "join refused");
+            let leave = leave_message(lk::DisconnectReason::JoinFailure, lk::leave_request::Action::Disconnect);
+            let _ = sink.send(Message::Binary(leave.into())).await;
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame { code: 1008, reason: e.to_string().into() })))
+                .await;
+            return;
+        }
+        Err(_) => return,
+    }
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(ConnOut::Message(m)) => {
+                    if sink.send(Message::Binary(m.encode_to_vec().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ConnOut::Close) | None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            inbound = stream.next() => match inbound {
+                Some(Ok(Message::Binary(bytes))) => match lk::SignalRequest::decode(bytes.as_ref()) {
+                    Ok(req) => {
+                        if state.engine.request(conn, req).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        tracing::info!("undecodable signalling message; closing");
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1007, reason: "invalid message".into() }))).await;
+                        break;
+                    }
+                },
+                Some(Ok(Message::Text(_))) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1003, reason: "binary protobuf expected".into() }))).await;
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    state.engine.disconnect(conn);
+}
+
+fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action) -> Vec<u8> {
+    lk::SignalResponse {
+        message: Some(lk::signal_response::Message::Leave(lk::LeaveRequest {
+            can_reconnect: action == lk::leave_request::Action::Reconnect,
+            reason: reason as i32,
+            action: action as i32,
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec()
+}

@@ -1,0 +1,1051 @@
+//! The sans-IO session core: rooms, participants, and the LiveKit client
+//! protocol, on top of the media core.
+//!
+//! [`Sfu`] takes decoded signalling requests, received datagrams and the
+//! time through `handle_*` methods and hands out signalling responses,
+//! datagrams to send and its next wake-up through [`Sfu::poll_output`].
+//! It knows no sockets, no HTTP and no clock. Every permission check of the
+//! media plane happens here, on the server, whatever a client claims.
+
+// The protocol keeps fields marked deprecated that older SDKs still read;
+// they are filled on purpose.
+#![allow(deprecated)]
+
+mod model;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use conclave_media::{
+    Kind, MediaConfig, MediaCore, MediaEvent, Output as MediaOutput, PeerId, Quality, Role,
+};
+use conclave_types::{
+    ParticipantIdentity, ParticipantSid, Permissions, RoomName, RoomSid, TrackSid, TrackSource,
+};
+use livekit_protocol as lk;
+use lk::signal_request::Message as Req;
+use lk::signal_response::Message as Resp;
+use prost::Message as _;
+
+pub use model::{ConnId, RoomSettings};
+use model::{Participant, Room, Track, Wish};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: i32 = 16;
+/// Seconds between client pings, announced in the join response.
+pub const PING_INTERVAL_SECS: i32 = 5;
+/// Seconds without a ping after which a participant counts as gone.
+pub const PING_TIMEOUT_SECS: i32 = 15;
+/// How long a participant whose media connection dropped may take to come back.
+const MEDIA_LOSS_GRACE: Duration = Duration::from_secs(20);
+/// Largest data packet relayed.
+pub const MAX_DATA_PACKET: usize = 64 * 1024;
+
+/// The current time, as both a monotonic instant (timers) and wall-clock
+/// milliseconds since the Unix epoch (timestamps shown to clients).
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix_ms: i64,
+}
+
+/// Errors of the session core. Display texts are safe to show to clients.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignalError {
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("participant not found")]
+    ParticipantNotFound,
+    #[error("track not found")]
+    TrackNotFound,
+    #[error("the room is full")]
+    RoomFull,
+    #[error("not allowed")]
+    NotAllowed,
+    #[error("invalid request")]
+    InvalidRequest,
+    #[error("unknown connection")]
+    UnknownConnection,
+}
+
+/// What a join asks for, after the token was verified.
+#[derive(Debug, Clone)]
+pub struct JoinParams {
+    pub room: RoomName,
+    pub identity: ParticipantIdentity,
+    pub name: String,
+    pub metadata: String,
+    pub attributes: HashMap<String, String>,
+    pub permissions: Permissions,
+    /// May create the room when it does not exist.
+    pub create_room: bool,
+    pub auto_subscribe: bool,
+    pub client_protocol: i32,
+}
+
+/// Output of the core.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a signalling message on a connection.
+    Signal { conn: ConnId, message: Box<lk::SignalResponse> },
+    /// Close a signalling connection after sending what was queued.
+    Close { conn: ConnId },
+    /// Send a datagram.
+    Transmit { source: SocketAddr, destination: SocketAddr, contents: Vec<u8> },
+    /// Call [`Sfu::handle_timeout`] at this time.
+    Timeout(Instant),
+}
+
+/// Figures for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub rooms: usize,
+    pub participants: usize,
+    pub tracks: usize,
+    pub media: conclave_media::Counters,
+}
+
+/// Static configuration of the core.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    pub media: MediaConfig,
+    pub server_version: String,
+    pub node_id: String,
+    pub default_room: RoomSettings,
+}
+
+/// The SFU's session core.
+pub struct Sfu {
+    config: SfuConfig,
+    media: MediaCore,
+    rooms: HashMap<RoomName, Room>,
+    participants: HashMap<ParticipantSid, Participant>,
+    by_conn: HashMap<ConnId, ParticipantSid>,
+    by_peer: HashMap<PeerId, ParticipantSid>,
+    out: VecDeque<Output>,
+    now: Option<Now>,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Self {
+        Self {
+            media: MediaCore::new(config.media.clone()),
+            config,
+            rooms: HashMap::new(),
+            participants: HashMap::new(),
+            by_conn: HashMap::new(),
+            by_peer: HashMap::new(),
+            out: VecDeque::new(),
+            now: None,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            rooms: self.rooms.len(),
+            participants: self.participants.len(),
+            tracks: self
+                .participants
+                .values()
+                .map(|p| p.tracks.values().filter(|t| t.mid.is_some()).count())
+                .sum(),
+            media: self.media.counters(),
+        }
+    }
+
+    // ----------------------------------------------------------------- input
+
+    /// A client connected with a verified token. Sends the join response (and
+    /// the first subscriber offer) on `conn`.
+    pub fn handle_join(&mut self, now: Now, conn: ConnId, params: JoinParams) -> Result<ParticipantSid, SignalError> {
+        self.now = Some(now);
+        if !self.rooms.contains_key(&params.room) {
+            if !params.create_room {
+                return Err(SignalError::RoomNotFound);
+            }
+            self.create_room(now, params.room.clone(), self.config.default_room.clone());
+        }
+        // The same identity joining again replaces the older session.
+        let existing = self
+            .participants
+            .values()
+            .find(|p| p.room == params.room && p.identity == params.identity)
+            .map(|p| p.sid.clone());
+        if let Some(old) = existing {
+            self.remove_participant(&old, lk::DisconnectReason::DuplicateIdentity);
+        }
+        let room = self.rooms.get(&params.room).ok_or(SignalError::RoomNotFound)?;
+        let max = room.settings.max_participants;
+        if max > 0 && room.participants.len() >= max as usize {
+            return Err(SignalError::RoomFull);
+        }
+        let sid = ParticipantSid::random();
+        let publisher = self.media.add_peer(now.mono, Role::Publisher);
+        let subscriber = self.media.add_peer(now.mono, Role::Subscriber);
+        let p = Participant {
+            sid: sid.clone(),
+            identity: params.identity,
+            room: params.room.clone(),
+            conn: Some(conn),
+            name: params.name,
+            metadata: params.metadata,
+            attributes: params.attributes,
+            permissions: params.permissions,
+            joined_unix_ms: now.unix_ms,
+            version: 1,
+            publisher,
+            subscriber,
+            auto_subscribe: params.auto_subscribe,
+            tracks: Default::default(),
+            wishes: HashMap::new(),
+            last_ping: now.mono,
+            media_lost_since: None,
+            client_protocol: params.client_protocol,
+            kind: lk::participant_info::Kind::Standard as i32,
+        };
+        self.by_conn.insert(conn, sid.clone());
+        self.by_peer.insert(publisher, sid.clone());
+        self.by_peer.insert(subscriber, sid.clone());
+        self.participants.insert(sid.clone(), p);
+        let room = self.rooms.get_mut(&params.room).ok_or(SignalError::RoomNotFound)?;
+        room.participants.push(sid.clone());
+        room.had_participants = true;
+
+        let join = self.join_response(&sid);
+        self.send(conn, Resp::Join(join));
+        tracing::info!(room = %params.room, participant = %sid, "participant joined");
+        self.broadcast_participant(&sid, lk::participant_info::State::Joined);
+        // Subscribe the newcomer to what is already published.
+        if let Some(p) = self.participants.get(&sid) {
+            if p.auto_subscribe && p.permissions.can_subscribe {
+                let others: Vec<(ParticipantSid, TrackSid)> = self
+                    .room_members(&params.room)
+                    .into_iter()
+                    .filter(|o| *o != sid)
+                    .flat_map(|o| {
+                        let tracks: Vec<TrackSid> = self
+                            .participants
+                            .get(&o)
+                            .map(|op| op.tracks.values().filter(|t| t.mid.is_some()).map(|t| t.sid.clone()).collect())
+                            .unwrap_or_default();
+                        tracks.into_iter().map(move |t| (o.clone(), t))
+                    })
+                    .collect();
+                for (publisher_sid, track) in others {
+                    self.subscribe(&sid, &publisher_sid, &track);
+                }
+            }
+        }
+        self.negotiate_subscriber(&sid);
+        self.flush_media();
+        Ok(sid)
+    }
+
+    /// A signalling message arrived on `conn`.
+    pub fn handle_request(&mut self, now: Now, conn: ConnId, req: lk::SignalRequest) -> Result<(), SignalError> {
+        self.now = Some(now);
+        let sid = self.by_conn.get(&conn).cloned().ok_or(SignalError::UnknownConnection)?;
+        if let Some(p) = self.participants.get_mut(&sid) {
+            p.last_ping = now.mono;
+        }
+        let Some(msg) = req.message else { return Ok(()) };
+        let result = self.dispatch(now, conn, &sid, msg);
+        self.flush_media();
+        result
+    }
+
+    /// The signalling connection closed. Without session resumption the
+    /// participant leaves.
+    pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
+        self.now = Some(now);
+        if let Some(sid) = self.by_conn.remove(&conn) {
+            if let Some(p) = self.participants.get_mut(&sid) {
+                p.conn = None;
+            }
+            self.remove_participant(&sid, lk::DisconnectReason::SignalClose);
+        }
+        self.flush_media();
+    }
+
+    /// A datagram arrived on the media socket.
+    pub fn handle_datagram(&mut self, now: Now, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+        self.now = Some(now);
+        if self.media.handle_receive(now.mono, source, destination, contents).is_err() {
+            tracing::trace!("dropped a datagram from an unknown peer");
+        }
+        self.flush_media();
+    }
+
+    /// Drives timers.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.now = Some(now);
+        self.media.handle_timeout(now.mono);
+        self.flush_media();
+        // Participants that stopped pinging or lost media for good.
+        let ping_timeout = Duration::from_secs(PING_TIMEOUT_SECS as u64);
+        let gone: Vec<(ParticipantSid, lk::DisconnectReason)> = self
+            .participants
+            .values()
+            .filter_map(|p| {
+                if now.mono.saturating_duration_since(p.last_ping) > ping_timeout {
+                    Some((p.sid.clone(), lk::DisconnectReason::SignalClose))
+                } else if p.media_lost_since.is_some_and(|t| now.mono.saturating_duration_since(t) > MEDIA_LOSS_GRACE) {
+                    Some((p.sid.clone(), lk::DisconnectReason::ConnectionTimeout))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (sid, reason) in gone {
+            tracing::info!(participant = %sid, ?reason, "removing unresponsive participant");
+            self.remove_participant(&sid, reason);
+        }
+        // Rooms empty for longer than they may be.
+        let expired: Vec<RoomName> = self
+            .rooms
+            .values()
+            .filter(|r| {
+                let limit = if r.had_participants { r.settings.departure_timeout } else { r.settings.empty_timeout };
+                r.participants.is_empty()
+                    && now.mono.saturating_duration_since(r.empty_since) >= Duration::from_secs(u64::from(limit))
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        for name in expired {
+            tracing::info!(room = %name, "closing empty room");
+            self.rooms.remove(&name);
+        }
+        self.flush_media();
+    }
+
+    /// The next output. Call until it returns [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        loop {
+            match self.media.poll_output() {
+                MediaOutput::Transmit { source, destination, contents } => {
+                    return Output::Transmit { source, destination, contents };
+                }
+                MediaOutput::Event(e) => {
+                    self.on_media_event(e);
+                    if let Some(o) = self.out.pop_front() {
+                        return o;
+                    }
+                }
+                MediaOutput::Timeout(t) => {
+                    if let Some(o) = self.out.pop_front() {
+                        return o;
+                    }
+                    // Wake at least once a second for the session timers.
+                    let cap = self.now.map(|n| n.mono + Duration::from_secs(1));
+                    return Output::Timeout(cap.map_or(t, |c| c.min(t)));
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------ room service API
+
+    /// Creates a room, or returns the existing one.
+    pub fn create_room(&mut self, now: Now, name: RoomName, settings: RoomSettings) -> lk::Room {
+        self.now = Some(now);
+        let room = self.rooms.entry(name.clone()).or_insert_with(|| Room {
+            sid: RoomSid::random(),
+            name,
+            settings,
+            created_unix_ms: now.unix_ms,
+            participants: Vec::new(),
+            had_participants: false,
+            empty_since: now.mono,
+        });
+        let sid = room.name.clone();
+        self.room_info(&sid).unwrap_or_default()
+    }
+
+    pub fn list_rooms(&self, names: &[RoomName]) -> Vec<lk::Room> {
+        let mut v: Vec<lk::Room> = self
+            .rooms
+            .keys()
+            .filter(|n| names.is_empty() || names.contains(n))
+            .filter_map(|n| self.room_info(n))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Ends a room: everyone in it is disconnected.
+    pub fn delete_room(&mut self, room: &RoomName) -> Result<(), SignalError> {
+        let members = self.rooms.get(room).ok_or(SignalError::RoomNotFound)?.participants.clone();
+        for sid in members {
+            self.remove_participant(&sid, lk::DisconnectReason::RoomDeleted);
+        }
+        self.rooms.remove(room);
+        self.flush_media();
+        Ok(())
+    }
+
+    pub fn list_participants(&self, room: &RoomName) -> Result<Vec<lk::ParticipantInfo>, SignalError> {
+        let r = self.rooms.get(room).ok_or(SignalError::RoomNotFound)?;
+        Ok(r.participants
+            .iter()
+            .filter_map(|s| self.participants.get(s))
+            .map(|p| p.info(lk::participant_info::State::Active))
+            .collect())
+    }
+
+    pub fn get_participant(&self, room: &RoomName, identity: &ParticipantIdentity) -> Result<lk::ParticipantInfo, SignalError> {
+        let sid = self.find(room, identity)?;
+        self.participants
+            .get(&sid)
+            .map(|p| p.info(lk::participant_info::State::Active))
+            .ok_or(SignalError::ParticipantNotFound)
+    }
+
+    pub fn remove_participant_by_identity(&mut self, room: &RoomName, identity: &ParticipantIdentity) -> Result<(), SignalError> {
+        let sid = self.find(room, identity)?;
+        self.remove_participant(&sid, lk::DisconnectReason::ParticipantRemoved);
+        self.flush_media();
+        Ok(())
+    }
+
+    /// Mutes a published track on behalf of a moderator. Only muting exists:
+    /// nobody can switch on someone else's microphone or camera, so
+    /// `muted == false` is refused.
+    pub fn mute_published_track(
+        &mut self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+        track: &str,
+        muted: bool,
+    ) -> Result<lk::TrackInfo, SignalError> {
+        let sid = self.find(room, identity)?;
+        if !muted {
+            tracing::warn!(room = %room, participant = %sid, track, "refused a request to unmute someone else's track");
+            return Err(SignalError::NotAllowed);
+        }
+        let track_sid = TrackSid::parse(track).map_err(|_| SignalError::TrackNotFound)?;
+        let p = self.participants.get_mut(&sid).ok_or(SignalError::ParticipantNotFound)?;
+        let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
+        t.muted = true;
+        let info = t.info();
+        p.version += 1;
+        let conn = p.conn;
+        if let Some(conn) = conn {
+            self.send(conn, Resp::Mute(lk::MuteTrackRequest { sid: track_sid.to_string(), muted: true }));
+        }
+        self.broadcast_participant(&sid, lk::participant_info::State::Active);
+        Ok(info)
+    }
+
+    /// Changes a participant's name, metadata, attributes or permissions.
+    pub fn update_participant(
+        &mut self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+        name: Option<String>,
+        metadata: Option<String>,
+        attributes: HashMap<String, String>,
+        permission: Option<&lk::ParticipantPermission>,
+    ) -> Result<lk::ParticipantInfo, SignalError> {
+        let sid = self.find(room, identity)?;
+        let p = self.participants.get_mut(&sid).ok_or(SignalError::ParticipantNotFound)?;
+        if let Some(n) = name {
+            p.name = n;
+        }
+        if let Some(m) = metadata {
+            p.metadata = m;
+        }
+        for (k, v) in attributes {
+            if v.is_empty() {
+                p.attributes.remove(&k);
+            } else {
+                p.attributes.insert(k, v);
+            }
+        }
+        if let Some(perm) = permission {
+            let admin = p.permissions.admin;
+            p.permissions = model::permission_from_proto(perm);
+            p.permissions.admin = admin;
+        }
+        p.version += 1;
+        let info = p.info(lk::participant_info::State::Active);
+        self.broadcast_participant(&sid, lk::participant_info::State::Active);
+        self.flush_media();
+        Ok(info)
+    }
+
+    /// Sends data from the server to everyone (or the listed identities) in a room.
+    pub fn send_data(
+        &mut self,
+        room: &RoomName,
+        data: Vec<u8>,
+        reliable: bool,
+        destinations: &[String],
+        topic: Option<String>,
+    ) -> Result<(), SignalError> {
+        let members = self.rooms.get(room).ok_or(SignalError::RoomNotFound)?.participants.clone();
+        if data.len() > MAX_DATA_PACKET {
+            return Err(SignalError::InvalidRequest);
+        }
+        let kind = if reliable { lk::data_packet::Kind::Reliable } else { lk::data_packet::Kind::Lossy };
+        let packet = lk::DataPacket {
+            kind: kind as i32,
+            destination_identities: destinations.to_vec(),
+            value: Some(lk::data_packet::Value::User(lk::UserPacket {
+                payload: data,
+                destination_identities: destinations.to_vec(),
+                topic,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let bytes = packet.encode_to_vec();
+        for sid in members {
+            let Some(p) = self.participants.get(&sid) else { continue };
+            if !destinations.is_empty() && !destinations.iter().any(|d| d == p.identity.as_str()) {
+                continue;
+            }
+            self.media.send_data(p.subscriber, reliable, &bytes);
+        }
+        self.flush_media();
+        Ok(())
+    }
+
+    // -------------------------------------------------------------- internals
+
+    fn dispatch(&mut self, now: Now, conn: ConnId, sid: &ParticipantSid, msg: Req) -> Result<(), SignalError> {
+        match msg {
+            Req::Offer(sd) => {
+                let publisher = self.participant(sid)?.publisher;
+                match self.media.accept_offer(publisher, &sd.sdp) {
+                    Ok(answer) => self.send(
+                        conn,
+                        Resp::Answer(lk::SessionDescription { r#type: "answer".into(), sdp: answer, id: sd.id, ..Default::default() }),
+                    ),
+                    Err(e) => {
+                        tracing::info!(participant = %sid, error = %e, "publisher offer refused");
+                        return Err(SignalError::InvalidRequest);
+                    }
+                }
+            }
+            Req::Answer(sd) => {
+                let subscriber = self.participant(sid)?.subscriber;
+                match self.media.accept_answer(subscriber, &sd.sdp) {
+                    Ok(true) => self.negotiate_subscriber(sid),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::info!(participant = %sid, error = %e, "subscriber answer refused");
+                        return Err(SignalError::InvalidRequest);
+                    }
+                }
+            }
+            Req::Trickle(t) => {
+                let p = self.participant(sid)?;
+                let peer = if t.target == lk::SignalTarget::Subscriber as i32 { p.subscriber } else { p.publisher };
+                let candidate = parse_candidate_init(&t.candidate_init).ok_or(SignalError::InvalidRequest)?;
+                if let Err(e) = self.media.add_remote_candidate(peer, &candidate) {
+                    tracing::debug!(participant = %sid, error = %e, "remote candidate refused");
+                }
+            }
+            Req::AddTrack(req) => self.add_track(conn, sid, req)?,
+            Req::Mute(m) => {
+                let track_sid = TrackSid::parse(&m.sid).map_err(|_| SignalError::TrackNotFound)?;
+                let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
+                if t.muted != m.muted {
+                    t.muted = m.muted;
+                    p.version += 1;
+                    self.broadcast_participant(sid, lk::participant_info::State::Active);
+                }
+            }
+            Req::Subscription(s) => {
+                let mut sids: Vec<String> = s.track_sids.clone();
+                for pt in &s.participant_tracks {
+                    sids.extend(pt.track_sids.iter().cloned());
+                }
+                for ts in sids {
+                    let Ok(track) = TrackSid::parse(&ts) else { continue };
+                    let Some(owner) = self.track_owner(sid, &track) else { continue };
+                    let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                    p.wishes.entry(track.clone()).or_default().subscribed = s.subscribe;
+                    if s.subscribe {
+                        self.subscribe(sid, &owner, &track);
+                    } else {
+                        self.unsubscribe(sid, &owner, &track);
+                    }
+                }
+                self.negotiate_subscriber(sid);
+            }
+            Req::TrackSetting(s) => {
+                for ts in &s.track_sids {
+                    let Ok(track) = TrackSid::parse(ts) else { continue };
+                    let Some(owner) = self.track_owner(sid, &track) else { continue };
+                    let quality = {
+                        let op = self.participant(&owner)?;
+                        let t = op.tracks.get(&track).ok_or(SignalError::TrackNotFound)?;
+                        if s.width > 0 || s.height > 0 {
+                            model::quality_for_size(s.width, s.height, t)
+                        } else {
+                            match lk::VideoQuality::try_from(s.quality) {
+                                Ok(lk::VideoQuality::Low) => Quality::Low,
+                                Ok(lk::VideoQuality::Medium) => Quality::Medium,
+                                _ => Quality::High,
+                            }
+                        }
+                    };
+                    let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                    let w = p.wishes.entry(track.clone()).or_default();
+                    w.enabled = !s.disabled;
+                    w.quality = quality;
+                    let wish = *w;
+                    self.apply_wish(sid, &owner, &track, wish);
+                }
+            }
+            Req::Leave(_) => {
+                tracing::info!(participant = %sid, "participant left");
+                self.remove_participant(sid, lk::DisconnectReason::ClientInitiated);
+            }
+            Req::Ping(ts) => self.send(conn, Resp::Pong(ts)),
+            Req::PingReq(ping) => self.send(
+                conn,
+                Resp::PongResp(lk::Pong { last_ping_timestamp: ping.timestamp, timestamp: now.unix_ms }),
+            ),
+            Req::UpdateMetadata(u) => {
+                let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                if !p.permissions.can_update_metadata {
+                    self.send(
+                        conn,
+                        Resp::RequestResponse(lk::RequestResponse {
+                            request_id: u.request_id,
+                            reason: lk::request_response::Reason::NotAllowed as i32,
+                            message: "not allowed to update own metadata".into(),
+                            ..Default::default()
+                        }),
+                    );
+                    return Err(SignalError::NotAllowed);
+                }
+                if !u.name.is_empty() {
+                    p.name = u.name.clone();
+                }
+                if !u.metadata.is_empty() {
+                    p.metadata = u.metadata.clone();
+                }
+                for (k, v) in &u.attributes {
+                    if v.is_empty() {
+                        p.attributes.remove(k);
+                    } else {
+                        p.attributes.insert(k.clone(), v.clone());
+                    }
+                }
+                p.version += 1;
+                self.send(
+                    conn,
+                    Resp::RequestResponse(lk::RequestResponse {
+                        request_id: u.request_id,
+                        reason: lk::request_response::Reason::Ok as i32,
+                        ..Default::default()
+                    }),
+                );
+                self.broadcast_participant(sid, lk::participant_info::State::Active);
+            }
+            // Accepted and not needed by this server: layer hints come from
+            // the media, resumption and simulation are not offered.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn add_track(&mut self, conn: ConnId, sid: &ParticipantSid, req: lk::AddTrackRequest) -> Result<(), SignalError> {
+        let source = model::source_from_proto(req.source);
+        let kind = if req.r#type == lk::TrackType::Video as i32 { Kind::Video } else { Kind::Audio };
+        let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+        let effective_source = if source == TrackSource::Unknown {
+            if kind == Kind::Video { TrackSource::Camera } else { TrackSource::Microphone }
+        } else {
+            source
+        };
+        if !p.permissions.may_publish(effective_source) {
+            tracing::warn!(participant = %sid, ?source, "refused to publish a track without permission");
+            self.send(
+                conn,
+                Resp::RequestResponse(lk::RequestResponse {
+                    reason: lk::request_response::Reason::NotAllowed as i32,
+                    message: "not allowed to publish this source".into(),
+                    request: Some(lk::request_response::Request::AddTrack(req)),
+                    ..Default::default()
+                }),
+            );
+            return Err(SignalError::NotAllowed);
+        }
+        if req.cid.is_empty() || req.cid.len() > 256 || p.tracks.len() >= 32 {
+            return Err(SignalError::InvalidRequest);
+        }
+        if let Some(existing) = p.tracks.values().find(|t| t.cid == req.cid) {
+            let info = existing.info();
+            self.send(conn, Resp::TrackPublished(lk::TrackPublishedResponse { cid: req.cid, track: Some(info) }));
+            return Ok(());
+        }
+        let simulcast = req.layers.len() > 1 || req.simulcast_codecs.iter().any(|c| !c.layers.is_empty() && c.layers.len() > 1);
+        let track = Track {
+            sid: TrackSid::random(),
+            cid: req.cid.clone(),
+            kind,
+            source,
+            name: req.name.chars().take(256).collect(),
+            muted: req.muted,
+            width: req.width,
+            height: req.height,
+            simulcast,
+            layers: req.layers.clone(),
+            encryption: req.encryption,
+            stereo: req.stereo,
+            disable_dtx: req.disable_dtx,
+            mid: None,
+            mime_type: String::new(),
+        };
+        let info = track.info();
+        p.tracks.insert(track.sid.clone(), track);
+        self.send(conn, Resp::TrackPublished(lk::TrackPublishedResponse { cid: req.cid, track: Some(info) }));
+        Ok(())
+    }
+
+    fn on_media_event(&mut self, e: MediaEvent) {
+        match e {
+            MediaEvent::TrackAdded { peer, mid, kind, track_id, rids } => {
+                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
+                let Some(p) = self.participants.get_mut(&sid) else { return };
+                // Match the media section to an announced track by the client's
+                // track id, else the oldest announced track of the same kind.
+                let matched = p
+                    .tracks
+                    .values()
+                    .find(|t| t.mid.is_none() && t.cid == track_id)
+                    .or_else(|| p.tracks.values().find(|t| t.mid.is_none() && t.kind == kind))
+                    .map(|t| t.sid.clone());
+                let Some(track_sid) = matched else {
+                    tracing::info!(participant = %sid, %mid, "media without an announced track is not forwarded");
+                    return;
+                };
+                if let Some(t) = p.tracks.get_mut(&track_sid) {
+                    t.mid = Some(mid);
+                    t.simulcast = t.simulcast || rids.len() > 1;
+                    t.mime_type = match kind {
+                        Kind::Audio => "audio/opus".into(),
+                        Kind::Video => "video/vp8".into(),
+                    };
+                }
+                p.version += 1;
+                let room = p.room.clone();
+                self.broadcast_participant(&sid, lk::participant_info::State::Active);
+                // Auto-subscribe everyone else.
+                let others: Vec<ParticipantSid> = self.room_members(&room).into_iter().filter(|o| *o != sid).collect();
+                for o in others {
+                    let wants = self
+                        .participants
+                        .get(&o)
+                        .is_some_and(|op| op.auto_subscribe && op.permissions.can_subscribe);
+                    if wants {
+                        self.subscribe(&o, &sid, &track_sid);
+                        self.negotiate_subscriber(&o);
+                    }
+                }
+            }
+            MediaEvent::TrackRemoved { peer, mid } => {
+                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
+                let Some(p) = self.participants.get_mut(&sid) else { return };
+                let Some(track_sid) = p.track_by_mid(&mid).map(|t| t.sid.clone()) else { return };
+                p.tracks.remove(&track_sid);
+                p.version += 1;
+                let room = p.room.clone();
+                self.broadcast_participant(&sid, lk::participant_info::State::Active);
+                for o in self.room_members(&room) {
+                    if o != sid {
+                        self.negotiate_subscriber(&o);
+                    }
+                }
+            }
+            MediaEvent::Connected(peer) => {
+                if let Some(sid) = self.by_peer.get(&peer).cloned() {
+                    if let Some(p) = self.participants.get_mut(&sid) {
+                        p.media_lost_since = None;
+                    }
+                }
+            }
+            MediaEvent::Disconnected(peer) => {
+                let at = self.now.map(|n| n.mono);
+                if let (Some(sid), Some(at)) = (self.by_peer.get(&peer).cloned(), at) {
+                    if let Some(p) = self.participants.get_mut(&sid) {
+                        p.media_lost_since.get_or_insert(at);
+                    }
+                }
+            }
+            MediaEvent::Failed(peer) => {
+                if let Some(sid) = self.by_peer.get(&peer).cloned() {
+                    self.remove_participant(&sid, lk::DisconnectReason::MediaFailure);
+                }
+            }
+            MediaEvent::Data { peer, reliable, data } => self.relay_data(peer, reliable, &data),
+            MediaEvent::DowntrackStarted { peer, mid } => {
+                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
+                let _ = mid;
+                let _ = sid;
+            }
+        }
+    }
+
+    fn relay_data(&mut self, peer: PeerId, reliable: bool, data: &[u8]) {
+        let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
+        let Some(p) = self.participants.get(&sid) else { return };
+        if peer != p.publisher {
+            return;
+        }
+        if !p.permissions.can_publish_data {
+            tracing::warn!(participant = %sid, "dropped data from a participant without data permission");
+            return;
+        }
+        if data.len() > MAX_DATA_PACKET {
+            return;
+        }
+        let Ok(mut packet) = lk::DataPacket::decode(data) else {
+            tracing::debug!(participant = %sid, "undecodable data packet dropped");
+            return;
+        };
+        // The server states who sent it; a client cannot speak for another.
+        packet.participant_identity = p.identity.to_string();
+        packet.participant_sid = p.sid.to_string();
+        let mut destinations = packet.destination_identities.clone();
+        match packet.value.as_mut() {
+            Some(lk::data_packet::Value::User(u)) => {
+                u.participant_identity = p.identity.to_string();
+                u.participant_sid = p.sid.to_string();
+                destinations.extend(u.destination_identities.iter().cloned());
+            }
+            Some(lk::data_packet::Value::Speaker(_)) | Some(lk::data_packet::Value::Metrics(_)) | None => return,
+            Some(_) => {}
+        }
+        let bytes = packet.encode_to_vec();
+        let room = p.room.clone();
+        for o in self.room_members(&room) {
+            if o == sid {
+                continue;
+            }
+            let Some(op) = self.participants.get(&o) else { continue };
+            if !destinations.is_empty() && !destinations.iter().any(|d| d == op.identity.as_str()) {
+                continue;
+            }
+            self.media.send_data(op.subscriber, reliable, &bytes);
+        }
+    }
+
+    fn subscribe(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid) {
+        let Some(pubp) = self.participants.get(publisher) else { return };
+        let Some(t) = pubp.tracks.get(track) else { return };
+        let Some(mid) = t.mid.clone() else { return };
+        let publisher_peer = pubp.publisher;
+        let stream_id = format!("{}|{}", pubp.sid, t.sid);
+        let Some(subp) = self.participants.get(subscriber) else { return };
+        if !subp.permissions.can_subscribe {
+            return;
+        }
+        let wish = subp.wishes.get(track).copied().unwrap_or_default();
+        if !wish.subscribed {
+            return;
+        }
+        let sub_peer = subp.subscriber;
+        if self.media.subscribe(sub_peer, publisher_peer, &mid, &stream_id, track.as_str()).is_ok() {
+            self.media.set_downtrack(sub_peer, publisher_peer, &mid, wish.enabled, wish.quality);
+        }
+    }
+
+    fn unsubscribe(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid) {
+        let Some(pubp) = self.participants.get(publisher) else { return };
+        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else { return };
+        let publisher_peer = pubp.publisher;
+        let Some(subp) = self.participants.get(subscriber) else { return };
+        self.media.unsubscribe(subp.subscriber, publisher_peer, &mid);
+    }
+
+    fn apply_wish(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid, wish: Wish) {
+        let Some(pubp) = self.participants.get(publisher) else { return };
+        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else { return };
+        let publisher_peer = pubp.publisher;
+        let Some(subp) = self.participants.get(subscriber) else { return };
+        self.media.set_downtrack(subp.subscriber, publisher_peer, &mid, wish.enabled, wish.quality);
+    }
+
+    /// Sends the subscriber connection a new offer if anything changed.
+    fn negotiate_subscriber(&mut self, sid: &ParticipantSid) {
+        let Some(p) = self.participants.get(sid) else { return };
+        let (peer, conn) = (p.subscriber, p.conn);
+        let Some(conn) = conn else { return };
+        match self.media.create_offer(peer) {
+            Ok(Some(sdp)) => self.send(
+                conn,
+                Resp::Offer(lk::SessionDescription { r#type: "offer".into(), sdp, ..Default::default() }),
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(participant = %sid, error = %e, "no subscriber offer"),
+        }
+    }
+
+    fn remove_participant(&mut self, sid: &ParticipantSid, reason: lk::DisconnectReason) {
+        let Some(p) = self.participants.remove(sid) else { return };
+        self.media.remove_peer(p.publisher);
+        self.media.remove_peer(p.subscriber);
+        self.by_peer.remove(&p.publisher);
+        self.by_peer.remove(&p.subscriber);
+        if let Some(conn) = p.conn {
+            self.by_conn.remove(&conn);
+            if reason != lk::DisconnectReason::ClientInitiated && reason != lk::DisconnectReason::SignalClose {
+                self.send(
+                    conn,
+                    Resp::Leave(lk::LeaveRequest {
+                        can_reconnect: false,
+                        reason: reason as i32,
+                        action: lk::leave_request::Action::Disconnect as i32,
+                        ..Default::default()
+                    }),
+                );
+            }
+            self.out.push_back(Output::Close { conn });
+        }
+        let now = self.now.map(|n| n.mono);
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.participants.retain(|s| s != sid);
+            if room.participants.is_empty() {
+                if let Some(now) = now {
+                    room.empty_since = now;
+                }
+            }
+        }
+        tracing::info!(room = %p.room, participant = %sid, ?reason, "participant removed");
+        if !p.permissions.hidden {
+            let mut info = p.info(lk::participant_info::State::Disconnected);
+            info.version = p.version + 1;
+            info.disconnect_reason = reason as i32;
+            info.tracks.clear();
+            self.send_update_to_room(&p.room, None, info);
+        }
+        for o in self.room_members(&p.room) {
+            self.negotiate_subscriber(&o);
+        }
+    }
+
+    fn broadcast_participant(&mut self, sid: &ParticipantSid, state: lk::participant_info::State) {
+        let Some(p) = self.participants.get(sid) else { return };
+        let info = p.info(state);
+        let room = p.room.clone();
+        let own_conn = p.conn;
+        let hidden = p.permissions.hidden;
+        // The participant itself learns of its own changes (e.g. permissions).
+        if let Some(conn) = own_conn {
+            self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: vec![info.clone()] }));
+        }
+        if hidden {
+            return;
+        }
+        self.send_update_to_room(&room, Some(sid), info);
+    }
+
+    fn send_update_to_room(&mut self, room: &RoomName, except: Option<&ParticipantSid>, info: lk::ParticipantInfo) {
+        let conns: Vec<ConnId> = self
+            .room_members(room)
+            .iter()
+            .filter(|s| Some(*s) != except)
+            .filter_map(|s| self.participants.get(s).and_then(|p| p.conn))
+            .collect();
+        for conn in conns {
+            self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: vec![info.clone()] }));
+        }
+    }
+
+    fn join_response(&self, sid: &ParticipantSid) -> lk::JoinResponse {
+        let Some(p) = self.participants.get(sid) else { return lk::JoinResponse::default() };
+        let others = self
+            .room_members(&p.room)
+            .iter()
+            .filter(|s| *s != sid)
+            .filter_map(|s| self.participants.get(s))
+            .filter(|o| !o.permissions.hidden)
+            .map(|o| o.info(lk::participant_info::State::Active))
+            .collect();
+        lk::JoinResponse {
+            room: self.room_info(&p.room),
+            participant: Some(p.info(lk::participant_info::State::Joined)),
+            other_participants: others,
+            server_version: self.config.server_version.clone(),
+            subscriber_primary: true,
+            ping_timeout: PING_TIMEOUT_SECS,
+            ping_interval: PING_INTERVAL_SECS,
+            server_info: Some(lk::ServerInfo {
+                edition: lk::server_info::Edition::Standard as i32,
+                version: self.config.server_version.clone(),
+                protocol: PROTOCOL_VERSION,
+                node_id: self.config.node_id.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn room_info(&self, name: &RoomName) -> Option<lk::Room> {
+        let room = self.rooms.get(name)?;
+        let publishers = room
+            .participants
+            .iter()
+            .filter_map(|s| self.participants.get(s))
+            .filter(|p| p.tracks.values().any(|t| t.mid.is_some()))
+            .count() as u32;
+        Some(room.info(publishers))
+    }
+
+    fn room_members(&self, room: &RoomName) -> Vec<ParticipantSid> {
+        self.rooms.get(room).map(|r| r.participants.clone()).unwrap_or_default()
+    }
+
+    fn participant(&self, sid: &ParticipantSid) -> Result<&Participant, SignalError> {
+        self.participants.get(sid).ok_or(SignalError::ParticipantNotFound)
+    }
+
+    fn find(&self, room: &RoomName, identity: &ParticipantIdentity) -> Result<ParticipantSid, SignalError> {
+        if !self.rooms.contains_key(room) {
+            return Err(SignalError::RoomNotFound);
+        }
+        self.participants
+            .values()
+            .find(|p| &p.room == room && &p.identity == identity)
+            .map(|p| p.sid.clone())
+            .ok_or(SignalError::ParticipantNotFound)
+    }
+
+    /// The owner of a track in the same room as `asker`.
+    fn track_owner(&self, asker: &ParticipantSid, track: &TrackSid) -> Option<ParticipantSid> {
+        let room = &self.participants.get(asker)?.room;
+        self.room_members(room)
+            .into_iter()
+            .find(|s| self.participants.get(s).is_some_and(|p| p.tracks.contains_key(track)))
+    }
+
+    fn send(&mut self, conn: ConnId, message: Resp) {
+        self.out.push_back(Output::Signal {
+            conn,
+            message: Box::new(lk::SignalResponse { message: Some(message) }),
+        });
+    }
+
+    /// Media events are handled as they are polled; nothing to do eagerly.
+    fn flush_media(&mut self) {}
+}
+
+/// Extracts the `candidate` line from a trickled `RTCIceCandidateInit` JSON.
+fn parse_candidate_init(json: &str) -> Option<String> {
+    if json.len() > 4096 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let line = v.get("candidate")?.as_str()?;
+    Some(line.strip_prefix("a=").unwrap_or(line).to_owned())
+}

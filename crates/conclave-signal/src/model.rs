@@ -1,0 +1,278 @@
+//! The room model: rooms, participants and their tracks, and how they are
+//! described on the wire.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use conclave_media::{Kind, MediaId, PeerId, Quality};
+use conclave_types::{ParticipantIdentity, ParticipantSid, Permissions, RoomName, RoomSid, TrackSid, TrackSource};
+use livekit_protocol as lk;
+
+/// Identifies one signalling connection (one WebSocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Settings of a room, from the API or defaults.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// Seconds an empty room that never had anyone lives.
+    pub empty_timeout: u32,
+    /// Seconds a room lives after the last participant left.
+    pub departure_timeout: u32,
+    /// 0 = no limit.
+    pub max_participants: u32,
+    pub metadata: String,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            empty_timeout: 300,
+            departure_timeout: 20,
+            max_participants: 0,
+            metadata: String::new(),
+        }
+    }
+}
+
+pub(crate) struct Room {
+    pub sid: RoomSid,
+    pub name: RoomName,
+    pub settings: RoomSettings,
+    pub created_unix_ms: i64,
+    /// Participants in join order.
+    pub participants: Vec<ParticipantSid>,
+    pub had_participants: bool,
+    pub empty_since: Instant,
+}
+
+impl Room {
+    pub fn info(&self, publishers: u32) -> lk::Room {
+        lk::Room {
+            sid: self.sid.to_string(),
+            name: self.name.to_string(),
+            empty_timeout: self.settings.empty_timeout,
+            departure_timeout: self.settings.departure_timeout,
+            max_participants: self.settings.max_participants,
+            creation_time: self.created_unix_ms / 1000,
+            creation_time_ms: self.created_unix_ms,
+            metadata: self.settings.metadata.clone(),
+            num_participants: self.participants.len() as u32,
+            num_publishers: publishers,
+            ..Default::default()
+        }
+    }
+}
+
+pub(crate) struct Track {
+    pub sid: TrackSid,
+    pub cid: String,
+    pub kind: Kind,
+    pub source: TrackSource,
+    pub name: String,
+    pub muted: bool,
+    pub width: u32,
+    pub height: u32,
+    pub simulcast: bool,
+    pub layers: Vec<lk::VideoLayer>,
+    pub encryption: i32,
+    pub stereo: bool,
+    pub disable_dtx: bool,
+    /// The publisher connection's media section, once the offer carried it.
+    pub mid: Option<MediaId>,
+    pub mime_type: String,
+}
+
+impl Track {
+    pub fn info(&self) -> lk::TrackInfo {
+        lk::TrackInfo {
+            sid: self.sid.to_string(),
+            r#type: match self.kind {
+                Kind::Audio => lk::TrackType::Audio as i32,
+                Kind::Video => lk::TrackType::Video as i32,
+            },
+            name: self.name.clone(),
+            muted: self.muted,
+            width: self.width,
+            height: self.height,
+            simulcast: self.simulcast,
+            disable_dtx: self.disable_dtx,
+            source: source_to_proto(self.source),
+            layers: self.layers.clone(),
+            mime_type: self.mime_type.clone(),
+            mid: self.mid.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            stereo: self.stereo,
+            encryption: self.encryption,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a subscriber asked for one track.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wish {
+    pub subscribed: bool,
+    pub enabled: bool,
+    pub quality: Quality,
+}
+
+impl Default for Wish {
+    fn default() -> Self {
+        Self { subscribed: true, enabled: true, quality: Quality::High }
+    }
+}
+
+pub(crate) struct Participant {
+    pub sid: ParticipantSid,
+    pub identity: ParticipantIdentity,
+    pub room: RoomName,
+    pub conn: Option<ConnId>,
+    pub name: String,
+    pub metadata: String,
+    pub attributes: HashMap<String, String>,
+    pub permissions: Permissions,
+    pub joined_unix_ms: i64,
+    pub version: u32,
+    pub publisher: PeerId,
+    pub subscriber: PeerId,
+    pub auto_subscribe: bool,
+    /// Published and pending tracks by sid.
+    pub tracks: BTreeMap<TrackSid, Track>,
+    /// Wishes for others' tracks.
+    pub wishes: HashMap<TrackSid, Wish>,
+    pub last_ping: Instant,
+    pub media_lost_since: Option<Instant>,
+    pub client_protocol: i32,
+    pub kind: i32,
+}
+
+impl Participant {
+    pub fn info(&self, state: lk::participant_info::State) -> lk::ParticipantInfo {
+        lk::ParticipantInfo {
+            sid: self.sid.to_string(),
+            identity: self.identity.to_string(),
+            state: state as i32,
+            tracks: self.tracks.values().filter(|t| t.mid.is_some()).map(Track::info).collect(),
+            metadata: self.metadata.clone(),
+            joined_at: self.joined_unix_ms / 1000,
+            joined_at_ms: self.joined_unix_ms,
+            name: self.name.clone(),
+            version: self.version,
+            permission: Some(permission_to_proto(&self.permissions)),
+            is_publisher: self.tracks.values().any(|t| t.mid.is_some()),
+            kind: self.kind,
+            attributes: self.attributes.clone(),
+            client_protocol: self.client_protocol,
+            ..Default::default()
+        }
+    }
+
+    pub fn track_by_mid(&self, mid: &MediaId) -> Option<&Track> {
+        self.tracks.values().find(|t| t.mid.as_ref() == Some(mid))
+    }
+}
+
+pub(crate) fn source_to_proto(s: TrackSource) -> i32 {
+    (match s {
+        TrackSource::Camera => lk::TrackSource::Camera,
+        TrackSource::Microphone => lk::TrackSource::Microphone,
+        TrackSource::ScreenShare => lk::TrackSource::ScreenShare,
+        TrackSource::ScreenShareAudio => lk::TrackSource::ScreenShareAudio,
+        TrackSource::Unknown => lk::TrackSource::Unknown,
+    }) as i32
+}
+
+pub(crate) fn source_from_proto(v: i32) -> TrackSource {
+    match lk::TrackSource::try_from(v) {
+        Ok(lk::TrackSource::Camera) => TrackSource::Camera,
+        Ok(lk::TrackSource::Microphone) => TrackSource::Microphone,
+        Ok(lk::TrackSource::ScreenShare) => TrackSource::ScreenShare,
+        Ok(lk::TrackSource::ScreenShareAudio) => TrackSource::ScreenShareAudio,
+        _ => TrackSource::Unknown,
+    }
+}
+
+pub(crate) fn permission_to_proto(p: &Permissions) -> lk::ParticipantPermission {
+    lk::ParticipantPermission {
+        can_subscribe: p.can_subscribe,
+        can_publish: p.can_publish,
+        can_publish_data: p.can_publish_data,
+        can_publish_sources: p.sources.iter().map(|s| source_to_proto(*s)).collect(),
+        hidden: p.hidden,
+        can_update_metadata: p.can_update_metadata,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn permission_from_proto(p: &lk::ParticipantPermission) -> Permissions {
+    Permissions {
+        can_subscribe: p.can_subscribe,
+        can_publish: p.can_publish,
+        sources: p.can_publish_sources.iter().map(|s| source_from_proto(*s)).collect(),
+        can_publish_data: p.can_publish_data,
+        can_update_metadata: p.can_update_metadata,
+        hidden: p.hidden,
+        admin: false,
+    }
+}
+
+/// Quality wanted for a track shown `width` x `height` pixels large, given
+/// the published size.
+pub(crate) fn quality_for_size(width: u32, height: u32, track: &Track) -> Quality {
+    let shown = width.max(height);
+    let full = track.width.max(track.height).max(1);
+    if shown == 0 {
+        return Quality::High;
+    }
+    // Layers are commonly full, half and quarter size.
+    if shown * 4 <= full * 3 / 2 {
+        Quality::Low
+    } else if shown * 2 <= full * 3 / 2 {
+        Quality::Medium
+    } else {
+        Quality::High
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(width: u32, height: u32) -> Track {
+        Track {
+            sid: TrackSid::random(),
+            cid: String::new(),
+            kind: Kind::Video,
+            source: TrackSource::Camera,
+            name: String::new(),
+            muted: false,
+            width,
+            height,
+            simulcast: true,
+            layers: Vec::new(),
+            encryption: 0,
+            stereo: false,
+            disable_dtx: false,
+            mid: None,
+            mime_type: String::new(),
+        }
+    }
+
+    #[test]
+    fn quality_by_displayed_size() {
+        let t = video(1280, 720);
+        assert_eq!(quality_for_size(1280, 720, &t), Quality::High);
+        assert_eq!(quality_for_size(640, 360, &t), Quality::Medium);
+        assert_eq!(quality_for_size(320, 180, &t), Quality::Low);
+        assert_eq!(quality_for_size(0, 0, &t), Quality::High);
+    }
+
+    #[test]
+    fn permissions_round_trip() {
+        let p = Permissions {
+            sources: vec![TrackSource::Microphone, TrackSource::ScreenShare],
+            ..Permissions::default()
+        };
+        assert_eq!(permission_from_proto(&permission_to_proto(&p)), p);
+    }
+}

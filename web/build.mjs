@@ -1,0 +1,52 @@
+// Builds the web client into dist/: index.html, a hashed JS bundle and
+// stylesheet under assets/, and the static files from public/.
+// Usage: node build.mjs [--dev]   (--dev: unminified, with source maps)
+import { build } from 'esbuild';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, 'dist');
+const dev = process.argv.includes('--dev');
+
+await rm(dist, { recursive: true, force: true });
+await mkdir(dist, { recursive: true });
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: { app: 'src/main.ts', style: 'src/styles.css' },
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['es2022', 'chrome111', 'firefox115', 'safari16'],
+  outdir: dist,
+  entryNames: 'assets/[name]-[hash]',
+  assetNames: 'assets/[name]-[hash]',
+  minify: !dev,
+  sourcemap: dev ? 'linked' : false,
+  legalComments: 'eof',
+  metafile: true,
+  // Files from public/ are served at the site root as they are.
+  external: ['/favicon.svg'],
+  logLevel: 'warning',
+  define: { 'process.env.NODE_ENV': dev ? '"development"' : '"production"' },
+});
+
+// Find the emitted names of both entry points.
+const outputs = Object.entries(result.metafile.outputs);
+const outputFor = (entry) => {
+  const found = outputs.find(([, meta]) => meta.entryPoint === entry);
+  if (!found) throw new Error(`no output for ${entry}`);
+  return '/' + relative(dist, join(root, found[0])).split('\\').join('/');
+};
+const js = outputFor('src/main.ts');
+const css = outputFor('src/styles.css');
+
+const template = await readFile(join(root, 'src/index.html'), 'utf8');
+const html = template.replaceAll('%APP_JS%', js).replaceAll('%APP_CSS%', css);
+if (html.includes('%APP_')) throw new Error('unreplaced placeholder in index.html');
+await writeFile(join(dist, 'index.html'), html);
+await cp(join(root, 'public'), dist, { recursive: true });
+
+console.log(`built ${relative(root, dist)}/: index.html, ${js.slice(1)}, ${css.slice(1)}`);

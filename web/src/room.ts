@@ -1,0 +1,557 @@
+// The meeting itself: connects with livekit-client, publishes the chosen
+// tracks, and keeps the video grid, participant list and controls in step
+// with the room's events.
+
+import {
+  ConnectionState,
+  DisconnectReason,
+  type LocalTrackPublication,
+  type Participant,
+  type RemoteParticipant,
+  type RemoteTrack,
+  Room,
+  RoomEvent,
+  supportsAudioOutputSelection,
+  Track,
+} from 'livekit-client';
+import { signallingUrl, type Session } from './api';
+import { listDevices, mediaErrorMessage, type DeviceChoice, type DeviceKind } from './media';
+import type { JoinChoices } from './prejoin';
+import { append, deviceSelect, h, icon, initials, notify, showScreen } from './ui';
+
+export interface MeetingEnd {
+  reason?: DisconnectReason;
+  /** Human-readable explanation when the meeting did not end by leaving. */
+  detail?: string;
+  micOn: boolean;
+  cameraOn: boolean;
+  devices: DeviceChoice;
+}
+
+/** Upper bound for joining, on top of livekit-client's own timeouts. */
+const CONNECT_TIMEOUT_MS = 45_000;
+
+interface ParticipantView {
+  tile: HTMLElement;
+  video: HTMLVideoElement;
+  avatar: HTMLElement;
+  label: HTMLElement;
+  micBadge: HTMLElement;
+  item: HTMLElement;
+  itemName: HTMLElement;
+  itemState: HTMLElement;
+  attached?: Track;
+}
+
+/**
+ * Connects to the room. Resolves once connected and the meeting screen is
+ * shown; rejects with a readable error if the connection fails (nothing is
+ * shown then, and the caller keeps ownership of the tracks).
+ */
+export async function enterRoom(session: Session, choices: JoinChoices, onEnd: (end: MeetingEnd) => void): Promise<void> {
+  const room = new Room({ adaptiveStream: true, dynacast: true });
+  let timer = 0;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = window.setTimeout(() => reject(new Error('connection timed out')), CONNECT_TIMEOUT_MS);
+    });
+    await Promise.race([room.connect(signallingUrl(), session.token), timeout]);
+  } catch (err) {
+    await room.disconnect().catch(() => undefined);
+    throw new Error(connectErrorMessage(err));
+  } finally {
+    window.clearTimeout(timer);
+  }
+  new Meeting(room, session, choices, onEnd).start();
+}
+
+class Meeting {
+  private readonly views = new Map<string, ParticipantView>();
+  private readonly grid = h('div', { class: 'grid', 'data-testid': 'video-grid' });
+  private readonly list = h('ul', { class: 'participant-list', 'data-testid': 'participant-list' });
+  private readonly listTitle = h('h2', { id: 'participants-title' });
+  private readonly audioSink = h('div', { class: 'audio-sink', 'aria-hidden': 'true' });
+  private readonly banner = h('div', { class: 'banner', role: 'status', hidden: true, 'data-testid': 'connection-banner' });
+  private readonly statusText = h('span', { class: 'status-text', 'data-testid': 'connection-state' });
+  private readonly micButton = h('button', { type: 'button', class: 'control', 'data-testid': 'mic-toggle' });
+  private readonly camButton = h('button', { type: 'button', class: 'control', 'data-testid': 'camera-toggle' });
+  private readonly panelButton = h('button', { type: 'button', class: 'control control-secondary', 'data-testid': 'participants-toggle', 'aria-controls': 'side-panel' });
+  private readonly leaveButton = h('button', { type: 'button', class: 'control control-leave', 'data-testid': 'leave-button' }, icon('leave'), h('span', { text: 'Leave' }));
+  private readonly audioButton = h('button', { type: 'button', class: 'button button-primary', hidden: true, 'data-testid': 'start-audio' }, icon('speaker'), ' Allow audio playback');
+  private readonly panel = h('aside', { id: 'side-panel', class: 'side-panel', 'aria-labelledby': 'participants-title' });
+  private readonly devices: DeviceChoice;
+  private readonly cleanups: Array<() => void> = [];
+  private resizeObserver?: ResizeObserver;
+  private ended = false;
+  private busy = { mic: false, cam: false };
+  /** Last known state of the local devices, offered again on rejoin. */
+  private wanted: { mic: boolean; cam: boolean };
+
+  constructor(
+    private readonly room: Room,
+    private readonly session: Session,
+    private readonly choices: JoinChoices,
+    private readonly onEnd: (end: MeetingEnd) => void,
+  ) {
+    this.devices = { ...choices.devices };
+    this.wanted = { mic: !!choices.audio, cam: !!choices.video };
+  }
+
+  start(): void {
+    this.subscribeToEvents();
+    this.render();
+    for (const p of this.everyone()) this.sync(p);
+    for (const p of this.room.remoteParticipants.values()) this.attachAudioOf(p);
+    this.updateControls();
+    this.updateConnectionState(this.room.state);
+    this.updateAudioPlayback();
+    void this.applyDevices().then(() => this.publishChosenTracks());
+  }
+
+  private everyone(): Participant[] {
+    return [this.room.localParticipant, ...this.room.remoteParticipants.values()];
+  }
+
+  private displayName(p: Participant): string {
+    return p.name || p.identity;
+  }
+
+  // ----- setup -------------------------------------------------------------
+
+  private async applyDevices(): Promise<void> {
+    const kinds: DeviceKind[] = ['audioinput', 'videoinput'];
+    if (supportsAudioOutputSelection()) kinds.push('audiooutput');
+    for (const kind of kinds) {
+      const id = this.devices[kind];
+      if (id) await this.room.switchActiveDevice(kind, id).catch(() => false);
+    }
+  }
+
+  private async publishChosenTracks(): Promise<void> {
+    const { audio, video } = this.choices;
+    const jobs: Array<Promise<unknown>> = [];
+    if (audio) jobs.push(this.room.localParticipant.publishTrack(audio, { source: Track.Source.Microphone }));
+    if (video) jobs.push(this.room.localParticipant.publishTrack(video, { source: Track.Source.Camera }));
+    const results = await Promise.allSettled(jobs);
+    if (results.some((r) => r.status === 'rejected') && !this.ended) {
+      notify('Your camera or microphone could not be shared with the room.', 'error');
+    }
+    this.sync(this.room.localParticipant);
+    this.updateControls();
+  }
+
+  private subscribeToEvents(): void {
+    const room = this.room;
+    room
+      .on(RoomEvent.ParticipantConnected, (p) => {
+        this.sync(p);
+        notify(`${this.displayName(p)} joined`);
+      })
+      .on(RoomEvent.ParticipantDisconnected, (p) => {
+        this.remove(p);
+        notify(`${this.displayName(p)} left`);
+      })
+      .on(RoomEvent.TrackSubscribed, (track, _pub, p) => {
+        if (track.kind === Track.Kind.Audio) this.attachAudio(track);
+        this.sync(p);
+      })
+      .on(RoomEvent.TrackUnsubscribed, (track, _pub, p) => {
+        if (track.kind === Track.Kind.Audio) track.detach().forEach((el) => el.remove());
+        this.sync(p);
+      })
+      .on(RoomEvent.TrackPublished, (_pub, p) => this.sync(p))
+      .on(RoomEvent.TrackUnpublished, (_pub, p) => this.sync(p))
+      .on(RoomEvent.TrackMuted, (_pub, p) => this.syncAndControls(p))
+      .on(RoomEvent.TrackUnmuted, (_pub, p) => this.syncAndControls(p))
+      .on(RoomEvent.LocalTrackPublished, (_pub: LocalTrackPublication, p) => this.syncAndControls(p))
+      .on(RoomEvent.LocalTrackUnpublished, (_pub: LocalTrackPublication, p) => this.syncAndControls(p))
+      .on(RoomEvent.ParticipantNameChanged, (_name, p) => this.sync(p))
+      .on(RoomEvent.ActiveSpeakersChanged, (speakers) => this.showSpeakers(speakers))
+      .on(RoomEvent.ConnectionStateChanged, (state) => this.updateConnectionState(state))
+      .on(RoomEvent.Reconnected, () => notify('Connection restored', 'success'))
+      .on(RoomEvent.AudioPlaybackStatusChanged, () => this.updateAudioPlayback())
+      .on(RoomEvent.MediaDevicesError, (err, kind) => {
+        notify(mediaErrorMessage(kind === 'videoinput' ? 'camera' : 'microphone', err), 'error');
+      })
+      .on(RoomEvent.MediaDevicesChanged, () => void this.refreshDeviceLists())
+      .on(RoomEvent.Disconnected, (reason) => this.end(reason));
+
+    const onPageHide = () => void room.disconnect();
+    window.addEventListener('pagehide', onPageHide);
+    this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide));
+  }
+
+  // ----- layout ------------------------------------------------------------
+
+  private render(): void {
+    const roomName = this.room.name || this.session.room;
+    const title = h('h1', { class: 'room-title', id: 'room-title' }, h('span', { class: 'visually-hidden', text: 'Meeting room ' }), roomName);
+
+    const header = h(
+      'header',
+      { class: 'room-header' },
+      h('div', { class: 'room-heading' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), title),
+      h('div', { class: 'room-status' }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), this.statusText),
+    );
+
+    if (this.session.source === 'open') {
+      const copy = h('button', { type: 'button', class: 'button button-secondary button-small', 'data-testid': 'copy-link' }, icon('link'), ' Copy room link');
+      copy.addEventListener('click', () => void this.copyLink());
+      header.appendChild(copy);
+    }
+
+    this.panel.replaceChildren(this.listTitle, this.list, this.deviceSettings());
+    this.panelButton.addEventListener('click', () => this.setPanelOpen(this.panel.hidden !== false));
+    const wide = window.matchMedia('(min-width: 900px)');
+    this.setPanelOpen(wide.matches);
+
+    this.micButton.addEventListener('click', () => void this.toggleMic());
+    this.camButton.addEventListener('click', () => void this.toggleCamera());
+    this.leaveButton.addEventListener('click', () => {
+      this.leaveButton.disabled = true;
+      void this.room.disconnect();
+    });
+    this.audioButton.addEventListener('click', () => {
+      void this.room.startAudio().then(() => this.updateAudioPlayback());
+    });
+
+    const controls = h(
+      'div',
+      { class: 'controls', role: 'group', 'aria-label': 'Meeting controls' },
+      this.micButton,
+      this.camButton,
+      this.panelButton,
+      this.leaveButton,
+    );
+
+    const screen = h(
+      'section',
+      { class: 'screen screen-room', 'aria-labelledby': 'room-title' },
+      header,
+      this.banner,
+      h('div', { class: 'audio-prompt' }, this.audioButton),
+      h('div', { class: 'room-body' }, h('div', { class: 'stage', 'aria-label': 'Participants video' }, this.grid), this.panel),
+      controls,
+      this.audioSink,
+    );
+    showScreen(screen, title);
+
+    this.resizeObserver = new ResizeObserver(() => this.layoutGrid());
+    this.resizeObserver.observe(this.grid);
+    this.cleanups.push(() => this.resizeObserver?.disconnect());
+  }
+
+  private setPanelOpen(open: boolean): void {
+    this.panel.hidden = !open;
+    this.panelButton.setAttribute('aria-expanded', String(open));
+    this.panelButton.classList.toggle('control-active', open);
+  }
+
+  /** Chooses the column count that gives the largest 16:9 tiles. */
+  private layoutGrid(): void {
+    const n = Math.max(1, this.grid.children.length);
+    const width = this.grid.clientWidth;
+    const height = this.grid.clientHeight;
+    if (width === 0 || height === 0) return;
+    const gap = 8;
+    let best = { cols: 1, size: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = (width - gap * (cols - 1)) / cols;
+      const hgt = (height - gap * (rows - 1)) / rows;
+      const size = Math.min(w, (hgt * 16) / 9);
+      if (size > best.size) best = { cols, size };
+    }
+    this.grid.style.setProperty('--cols', String(best.cols));
+    this.grid.style.setProperty('--tile-width', `${Math.floor(best.size)}px`);
+  }
+
+  // ----- participants ------------------------------------------------------
+
+  private view(p: Participant): ParticipantView {
+    const existing = this.views.get(p.identity);
+    if (existing) return existing;
+    const isLocal = p === this.room.localParticipant;
+    const video = h('video', { class: isLocal ? 'tile-video mirrored' : 'tile-video', playsinline: true, autoplay: true, muted: true });
+    video.muted = true;
+    const avatar = h('div', { class: 'tile-avatar' }, h('span', { class: 'avatar' }));
+    const micBadge = h('span', { class: 'mic-badge', hidden: true, title: 'Microphone off' }, icon('micOff'), h('span', { class: 'visually-hidden', text: 'Microphone off' }));
+    const label = h('span', { class: 'tile-name' });
+    const tile = h(
+      'div',
+      { class: 'tile', 'data-testid': 'video-tile', 'data-identity': p.identity, role: 'group' },
+      video,
+      avatar,
+      h('div', { class: 'tile-footer' }, micBadge, label),
+    );
+    const itemName = h('span', { class: 'item-name' });
+    const itemState = h('span', { class: 'item-state' });
+    const item = h('li', { class: 'participant-item', 'data-testid': 'participant-item', 'data-identity': p.identity }, h('span', { class: 'avatar avatar-small', 'aria-hidden': 'true' }), itemName, itemState);
+    const view: ParticipantView = { tile, video, avatar, label, micBadge, item, itemName, itemState };
+    this.views.set(p.identity, view);
+    if (isLocal) {
+      this.grid.prepend(tile);
+      this.list.prepend(item);
+    } else {
+      this.grid.appendChild(tile);
+      this.list.appendChild(item);
+    }
+    this.afterMembershipChange();
+    return view;
+  }
+
+  private syncAndControls(p: Participant): void {
+    this.sync(p);
+    if (p === this.room.localParticipant) this.updateControls();
+  }
+
+  /** Brings one participant's tile and list entry up to date. */
+  private sync(p: Participant): void {
+    if (this.ended) return;
+    const v = this.view(p);
+    const isLocal = p === this.room.localParticipant;
+    const name = this.displayName(p);
+    const micOn = p.isMicrophoneEnabled;
+    const camOn = p.isCameraEnabled;
+
+    v.tile.setAttribute('aria-label', isLocal ? `${name} (you)` : name);
+    v.label.textContent = isLocal ? `${name} (you)` : name;
+    v.micBadge.hidden = micOn;
+    v.avatar.firstElementChild!.textContent = initials(name);
+
+    v.item.dataset.name = name;
+    v.itemName.replaceChildren(name, isLocal ? h('span', { class: 'item-you', text: ' (you)' }) : '');
+    v.itemState.replaceChildren(
+      h('span', { class: micOn ? 'state state-on' : 'state state-off', title: micOn ? 'Microphone on' : 'Microphone off' }, icon(micOn ? 'mic' : 'micOff'), h('span', { class: 'visually-hidden', text: micOn ? 'microphone on' : 'microphone off' })),
+      h('span', { class: camOn ? 'state state-on' : 'state state-off', title: camOn ? 'Camera on' : 'Camera off' }, icon(camOn ? 'camera' : 'cameraOff'), h('span', { class: 'visually-hidden', text: camOn ? 'camera on' : 'camera off' })),
+    );
+    v.item.dataset.mic = micOn ? 'on' : 'off';
+    v.item.dataset.camera = camOn ? 'on' : 'off';
+    (v.item.firstElementChild as HTMLElement).textContent = initials(name);
+
+    // Video: attach the camera track when there is one and it is not muted.
+    const pub = p.getTrackPublication(Track.Source.Camera);
+    const track = pub && !pub.isMuted ? pub.track : undefined;
+    if (track !== v.attached) {
+      v.attached?.detach(v.video);
+      if (track) track.attach(v.video);
+      v.attached = track;
+    }
+    const showVideo = !!track;
+    v.video.hidden = !showVideo;
+    v.avatar.hidden = showVideo;
+    v.tile.classList.toggle('tile-no-video', !showVideo);
+  }
+
+  private remove(p: RemoteParticipant): void {
+    const v = this.views.get(p.identity);
+    if (!v) return;
+    v.attached?.detach(v.video);
+    v.tile.remove();
+    v.item.remove();
+    this.views.delete(p.identity);
+    this.afterMembershipChange();
+  }
+
+  private afterMembershipChange(): void {
+    const count = this.views.size;
+    this.listTitle.textContent = `Participants (${count})`;
+    this.panelButton.replaceChildren(icon('people'), h('span', { text: `People (${count})` }));
+    this.panelButton.setAttribute('aria-label', `Participants, ${count} in the meeting`);
+    this.layoutGrid();
+  }
+
+  private showSpeakers(speakers: Participant[]): void {
+    const speaking = new Set(speakers.map((s) => s.identity));
+    for (const [identity, v] of this.views) {
+      const on = speaking.has(identity);
+      v.tile.classList.toggle('speaking', on);
+      v.item.classList.toggle('speaking', on);
+    }
+  }
+
+  // ----- audio -------------------------------------------------------------
+
+  private attachAudioOf(p: RemoteParticipant): void {
+    for (const pub of p.audioTrackPublications.values()) {
+      if (pub.track) this.attachAudio(pub.track);
+    }
+  }
+
+  private attachAudio(track: RemoteTrack): void {
+    const el = track.attach();
+    if (!el.isConnected) this.audioSink.appendChild(el);
+  }
+
+  private updateAudioPlayback(): void {
+    this.audioButton.hidden = this.room.canPlaybackAudio;
+  }
+
+  // ----- controls ----------------------------------------------------------
+
+  private updateControls(): void {
+    const lp = this.room.localParticipant;
+    const micOn = lp.isMicrophoneEnabled;
+    const camOn = lp.isCameraEnabled;
+    this.micButton.replaceChildren(icon(micOn ? 'mic' : 'micOff'), h('span', { text: micOn ? 'Mute' : 'Unmute' }));
+    this.micButton.setAttribute('aria-label', micOn ? 'Turn microphone off' : 'Turn microphone on');
+    this.micButton.setAttribute('aria-pressed', String(!micOn));
+    this.micButton.classList.toggle('control-off', !micOn);
+    this.camButton.replaceChildren(icon(camOn ? 'camera' : 'cameraOff'), h('span', { text: camOn ? 'Stop video' : 'Start video' }));
+    this.camButton.setAttribute('aria-label', camOn ? 'Turn camera off' : 'Turn camera on');
+    this.camButton.setAttribute('aria-pressed', String(!camOn));
+    this.camButton.classList.toggle('control-off', !camOn);
+  }
+
+  private async toggleMic(): Promise<void> {
+    if (this.busy.mic) return;
+    this.busy.mic = true;
+    this.micButton.disabled = true;
+    const lp = this.room.localParticipant;
+    try {
+      const on = !lp.isMicrophoneEnabled;
+      await lp.setMicrophoneEnabled(on);
+      this.wanted.mic = on;
+    } catch (err) {
+      notify(mediaErrorMessage('microphone', err), 'error');
+    } finally {
+      this.busy.mic = false;
+      this.micButton.disabled = false;
+      this.updateControls();
+      this.sync(lp);
+    }
+  }
+
+  private async toggleCamera(): Promise<void> {
+    if (this.busy.cam) return;
+    this.busy.cam = true;
+    this.camButton.disabled = true;
+    const lp = this.room.localParticipant;
+    try {
+      const on = !lp.isCameraEnabled;
+      await lp.setCameraEnabled(on);
+      this.wanted.cam = on;
+    } catch (err) {
+      notify(mediaErrorMessage('camera', err), 'error');
+    } finally {
+      this.busy.cam = false;
+      this.camButton.disabled = false;
+      this.updateControls();
+      this.sync(lp);
+    }
+  }
+
+  private deviceSelects: Array<{ kind: DeviceKind; fill: (d: MediaDeviceInfo[], selected?: string) => void }> = [];
+
+  private deviceSettings(): HTMLElement {
+    const section = h('details', { class: 'device-settings' }, h('summary', { text: 'Device settings' }));
+    const kinds: Array<[DeviceKind, string]> = [
+      ['videoinput', 'Camera'],
+      ['audioinput', 'Microphone'],
+    ];
+    if (supportsAudioOutputSelection()) kinds.push(['audiooutput', 'Speaker']);
+    for (const [kind, label] of kinds) {
+      const sel = deviceSelect(`room-${kind}`, label, `room-${kind}-select`);
+      sel.select.addEventListener('change', () => {
+        const id = sel.select.value;
+        this.devices[kind] = id;
+        void this.room.switchActiveDevice(kind, id).catch(() => notify(`Could not switch to the selected ${label.toLowerCase()}.`, 'error'));
+      });
+      this.deviceSelects.push({ kind, fill: sel.fill });
+      append(section, sel.field);
+    }
+    section.addEventListener('toggle', () => {
+      if ((section as HTMLDetailsElement).open) void this.refreshDeviceLists();
+    });
+    return section;
+  }
+
+  private async refreshDeviceLists(): Promise<void> {
+    for (const { kind, fill } of this.deviceSelects) {
+      const devices = await listDevices(kind);
+      fill(devices, this.room.getActiveDevice(kind) ?? this.devices[kind]);
+    }
+  }
+
+  private async copyLink(): Promise<void> {
+    const link = `${window.location.origin}/#room=${encodeURIComponent(this.room.name || this.session.room)}`;
+    try {
+      await navigator.clipboard.writeText(link);
+      notify('Room link copied', 'success');
+    } catch {
+      notify(`Room link: ${link}`);
+    }
+  }
+
+  // ----- connection --------------------------------------------------------
+
+  private updateConnectionState(state: ConnectionState): void {
+    const labels: Record<ConnectionState, string> = {
+      [ConnectionState.Connecting]: 'Connecting…',
+      [ConnectionState.Connected]: 'Connected',
+      [ConnectionState.Reconnecting]: 'Reconnecting…',
+      [ConnectionState.SignalReconnecting]: 'Reconnecting…',
+      [ConnectionState.Disconnected]: 'Disconnected',
+    };
+    this.statusText.textContent = labels[state] ?? String(state);
+    const screen = this.grid.closest('.screen');
+    screen?.setAttribute('data-connection', state);
+    const reconnecting = state === ConnectionState.Reconnecting || state === ConnectionState.SignalReconnecting;
+    this.banner.hidden = !reconnecting;
+    this.banner.textContent = reconnecting ? 'The connection was interrupted. Reconnecting…' : '';
+  }
+
+  private end(reason?: DisconnectReason): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const cleanup of this.cleanups) cleanup();
+    for (const v of this.views.values()) v.attached?.detach(v.video);
+    this.audioSink.replaceChildren();
+    const end: MeetingEnd = {
+      micOn: this.wanted.mic,
+      cameraOn: this.wanted.cam,
+      devices: { ...this.devices },
+    };
+    if (reason !== undefined) end.reason = reason;
+    const detail = disconnectDetail(reason);
+    if (detail) end.detail = detail;
+    this.room.removeAllListeners();
+    this.onEnd(end);
+  }
+}
+
+function disconnectDetail(reason?: DisconnectReason): string | undefined {
+  switch (reason) {
+    case undefined:
+    case DisconnectReason.CLIENT_INITIATED:
+      return undefined;
+    case DisconnectReason.DUPLICATE_IDENTITY:
+      return 'You joined this meeting from another window or device.';
+    case DisconnectReason.SERVER_SHUTDOWN:
+      return 'The server is restarting. Try to rejoin in a moment.';
+    case DisconnectReason.PARTICIPANT_REMOVED:
+      return 'You were removed from the meeting.';
+    case DisconnectReason.ROOM_DELETED:
+    case DisconnectReason.ROOM_CLOSED:
+      return 'The meeting has ended.';
+    case DisconnectReason.JOIN_FAILURE:
+      return 'The meeting could not be joined.';
+    case DisconnectReason.SIGNAL_CLOSE:
+    case DisconnectReason.CONNECTION_TIMEOUT:
+    case DisconnectReason.MEDIA_FAILURE:
+    case DisconnectReason.STATE_MISMATCH:
+      return 'The connection to the server was lost.';
+    default:
+      return 'The connection to the meeting was closed.';
+  }
+}
+
+function connectErrorMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const status = typeof err === 'object' && err !== null && 'status' in err ? (err as { status?: unknown }).status : undefined;
+  if (status === 401 || status === 403) {
+    return `You are not allowed to join this room. The invitation may have expired. (${message})`;
+  }
+  if (/timed out|timeout/i.test(message)) return 'The connection to the server timed out. Check your network and try again.';
+  return `Could not connect to the meeting: ${message}`;
+}

@@ -1,0 +1,128 @@
+// Starts a Conclave server for a test: fresh data directory, free loopback
+// ports, open-room mode. The binary comes from $CONCLAVE_BIN.
+
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+const LOG_LIMIT = 200_000;
+
+export function conclaveBinary() {
+  const bin = process.env.CONCLAVE_BIN;
+  const hint = 'build it with cargo build -p conclave-server or run cargo xtask test';
+  if (!bin) throw new Error(`CONCLAVE_BIN is not set: it must point to the conclave server binary (${hint}).`);
+  if (!existsSync(bin)) throw new Error(`CONCLAVE_BIN=${bin} does not exist (${hint}).`);
+  return bin;
+}
+
+function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    sock.on('error', reject);
+    sock.bind(0, '127.0.0.1', () => {
+      const { port } = sock.address();
+      sock.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Starts `$CONCLAVE_BIN serve` and waits for GET /readyz to answer 200.
+ * Returns { url, httpPort, udpPort, log(), stop() }.
+ */
+export async function startServer() {
+  const bin = conclaveBinary();
+  const dataDir = await mkdtemp(join(tmpdir(), 'conclave-test-'));
+  const httpPort = await freeTcpPort();
+  const udpPort = await freeUdpPort();
+  const url = `http://127.0.0.1:${httpPort}`;
+
+  let output = '';
+  const capture = (chunk) => {
+    output += chunk.toString();
+    if (output.length > LOG_LIMIT) output = output.slice(-LOG_LIMIT);
+  };
+
+  const child = spawn(bin, ['serve'], {
+    env: {
+      ...process.env,
+      CONCLAVE_SERVER_DATA_DIR: dataDir,
+      CONCLAVE_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      CONCLAVE_MEDIA_UDP_PORT: String(udpPort),
+      CONCLAVE_MEDIA_ANNOUNCE: '127.0.0.1',
+      CONCLAVE_ROOMS_OPEN_JOIN: 'true',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', capture);
+  child.stderr.on('data', capture);
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+    child.on('error', (err) => {
+      exited = { code: null, signal: null, error: err };
+      capture(`\n[failed to start: ${err.message}]\n`);
+      resolve(exited);
+    });
+  });
+
+  const log = () => output;
+
+  const stop = async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      const timer = sleep(STOP_TIMEOUT_MS).then(() => 'timeout');
+      if ((await Promise.race([exitPromise, timer])) === 'timeout') {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let lastProblem = 'no answer yet';
+  while (true) {
+    if (exited) {
+      await stop();
+      throw new Error(`conclave server exited before it was ready (${JSON.stringify(exited)}). Its output:\n${log()}`);
+    }
+    try {
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) });
+      if (res.status === 200) break;
+      lastProblem = `GET /readyz answered ${res.status}`;
+    } catch (err) {
+      lastProblem = `GET /readyz failed: ${err.cause?.code ?? err.message}`;
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`conclave server was not ready within ${READY_TIMEOUT_MS / 1000} s (${lastProblem}). Its output:\n${log()}`);
+    }
+    await sleep(200);
+  }
+
+  return { url, httpPort, udpPort, dataDir, log, stop };
+}

@@ -1,0 +1,87 @@
+// Two browsers join the same room through the web client and must receive
+// each other's audio and video; then one leaves and the other sees it go.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { cspViolations, inboundStats, launchParticipant, nonLoopback, requireChromium } from './lib/browser.mjs';
+import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
+import { startServer } from './lib/server.mjs';
+
+const MEDIA_DEADLINE_MS = 30_000;
+const SAMPLE_GAP_MS = 2_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until every inbound counter has grown between two samples. */
+async function expectMediaFlowing(who) {
+  const deadline = Date.now() + MEDIA_DEADLINE_MS;
+  let before = await inboundStats(who.page);
+  let after = before;
+  while (Date.now() < deadline) {
+    await sleep(SAMPLE_GAP_MS);
+    after = await inboundStats(who.page);
+    const growing =
+      after.audioPackets > before.audioPackets &&
+      after.videoPackets > before.videoPackets &&
+      after.framesDecoded > before.framesDecoded;
+    if (growing) return { before, after };
+    before = after;
+  }
+  assert.fail(
+    `${who.label}: inbound media did not keep flowing within ${MEDIA_DEADLINE_MS / 1000} s; ` +
+      `last samples ${JSON.stringify(before)} -> ${JSON.stringify(after)}`,
+  );
+}
+
+test('two participants see and hear each other, then one leaves', { timeout: 120_000 }, async (t) => {
+  requireChromium();
+  const server = await startServer();
+  const participants = [];
+  let failed = true;
+  try {
+    const room = randomRoom();
+    const alice = await launchParticipant('alice');
+    participants.push(alice);
+    const bob = await launchParticipant('bob');
+    participants.push(bob);
+
+    await joinMeeting(alice.page, server.url, { name: 'Alice', room });
+    await joinMeeting(bob.page, server.url, { name: 'Bob', room });
+
+    // Each lists the other (and itself).
+    await participantItem(alice.page, 'Bob').waitFor({ state: 'attached', timeout: 30_000 });
+    await participantItem(bob.page, 'Alice').waitFor({ state: 'attached', timeout: 30_000 });
+    await participantItem(alice.page, 'Alice').waitFor({ state: 'attached', timeout: 5_000 });
+    assert.equal(await alice.page.getByTestId('video-tile').count(), 2, 'Alice sees two tiles');
+
+    for (const who of [alice, bob]) {
+      const { before, after } = await expectMediaFlowing(who);
+      t.diagnostic(`${who.label}: inbound ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+    }
+
+    // Bob leaves: Alice sees him go, Bob sees the after-meeting screen.
+    await bob.page.getByTestId('leave-button').click();
+    await bob.page.getByTestId('left-screen').waitFor({ timeout: 15_000 });
+    await participantItem(alice.page, 'Bob').waitFor({ state: 'detached', timeout: 30_000 });
+    await alice.page.getByTestId('notice').filter({ hasText: 'Bob left' }).first().waitFor({ state: 'attached', timeout: 15_000 });
+    assert.equal(await alice.page.locator('[data-testid="video-tile"]').count(), 1, 'Alice sees only herself');
+
+    for (const who of participants) {
+      assert.deepEqual(await cspViolations(who.page), [], `${who.label}: no CSP violations`);
+      assert.deepEqual(nonLoopback(who.requests), [], `${who.label}: every request stays on loopback`);
+    }
+    failed = false;
+  } finally {
+    if (failed) {
+      for (const who of participants) {
+        if (who.problems.length > 0) {
+          const shown = who.problems.slice(-40).map((line) => (line.length > 400 ? `${line.slice(0, 400)}…` : line));
+          console.error(`--- browser ${who.label} (last ${shown.length} of ${who.problems.length} errors) ---\n${shown.join('\n')}`);
+        }
+      }
+      console.error(`--- conclave server output ---\n${server.log()}`);
+    }
+    await Promise.all(participants.map((p) => p.close()));
+    await server.stop();
+  }
+});
