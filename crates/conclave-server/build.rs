@@ -15,13 +15,21 @@ fn main() {
     if dist.is_dir() {
         collect(&dist, &dist, &mut files);
     } else {
-        println!("cargo:warning=web/dist is missing: the web app is not embedded (run `cargo xtask build-web`)");
+        println!(
+            "cargo:warning=web/dist is missing: the web app is not embedded (run `cargo xtask build-web`)"
+        );
     }
     files.sort();
-    let mut code = String::from("/// The embedded web app: (path, contents).\npub static ASSETS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// The embedded web app: (path, contents).\npub static ASSETS: &[(&str, &[u8])] = &[\n",
+    );
     for (rel, abs) in &files {
         println!("cargo:rerun-if-changed={}", abs.display());
-        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            abs.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("assets.rs");
@@ -29,7 +37,9 @@ fn main() {
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         if path.is_dir() {

@@ -1,3 +1,234 @@
-fn main() {
-    println!("Hello, world!");
+//! Project tasks: `cargo xtask serve`, `cargo xtask test`, `cargo xtask build-web`.
+//!
+//! Each task installs what it needs on a fresh Debian machine (as root) or
+//! says exactly what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r.to_vec()),
+        None => ("help", Vec::new()),
+    };
+    let result = match task {
+        "serve" => serve(&rest),
+        "test" => test(&rest),
+        "build-web" => build_web(),
+        "setup" => setup(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  serve [ARGS]   build everything and run the server (ARGS go to `conclave serve`)\n  \
+                 test           install prerequisites and run every check and test\n  \
+                 build-web      build the web app into web/dist\n  \
+                 setup          install the test prerequisites only"
+            );
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {}", shown.replace('"', ""));
+    let status = cmd.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs missing Debian packages when running as root.
+fn apt_install(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(check, _)| !Path::new(check).exists() && !have(check))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || !have("apt-get") {
+        return Err(format!(
+            "missing Debian packages: {}. Install them with: sudo apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn npm_ci() -> Result<()> {
+    if !have("npm") {
+        return Err(
+            "npm is missing: install Node.js 20 or newer (Debian: apt-get install nodejs npm)".into(),
+        );
+    }
+    let web = root().join("web");
+    if web.join("node_modules/.package-lock.json").exists() {
+        return Ok(());
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&web))
+}
+
+fn build_web() -> Result<()> {
+    npm_ci()?;
+    run(Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(root().join("web")))
+}
+
+/// Everything the test suite needs beyond the Rust toolchain.
+fn setup() -> Result<()> {
+    apt_install(&[
+        ("/usr/bin/chromium", "chromium"),
+        ("python3", "python3"),
+        ("npm", "npm"),
+    ])?;
+    npm_ci()?;
+    let reqs = root().join("tests/sdk/requirements.txt");
+    let ok = Command::new("python3")
+        .args(["-c", "import livekit.rtc, livekit.api, pytest"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let mut pip = Command::new("python3");
+        pip.args(["-m", "pip", "install", "--quiet", "-r"]).arg(&reqs);
+        if run(&mut pip).is_err() {
+            // Debian's system Python refuses global installs unless told.
+            run(Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--break-system-packages", "-r"])
+                .arg(&reqs))?;
+        }
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn serve(args: &[String]) -> Result<()> {
+    build_web()?;
+    run(cargo().args(["build", "--release", "-p", "conclave-server"]))?;
+    run(Command::new(root().join("target/release/conclave"))
+        .arg("serve")
+        .args(args)
+        .current_dir(root()))
+}
+
+struct Step {
+    name: &'static str,
+    result: Result<()>,
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--no-browser");
+    setup()?;
+    let mut steps = Vec::new();
+    let mut step = |name: &'static str, result: Result<()>| {
+        if let Err(e) = &result {
+            eprintln!("xtask: step {name} failed: {e}");
+        }
+        steps.push(Step { name, result });
+    };
+    step("cargo fmt", run(cargo().args(["fmt", "--all", "--check"])));
+    step(
+        "web typecheck",
+        run(Command::new("npm")
+            .args(["run", "typecheck"])
+            .current_dir(root().join("web"))),
+    );
+    let web = build_web();
+    let web_ok = web.is_ok();
+    step("web build", web);
+    step(
+        "cargo clippy",
+        run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+    );
+    step("cargo test", run(cargo().args(["test", "--workspace"])));
+    let bin = root().join("target/debug/conclave");
+    let built = web_ok && run(cargo().args(["build", "-p", "conclave-server"])).is_ok();
+    if !built {
+        step(
+            "server build",
+            Err("the server or the web app did not build".into()),
+        );
+    } else if !quick {
+        step(
+            "browser tests",
+            run(Command::new("npm")
+                .args(["test"])
+                .current_dir(root().join("web"))
+                .env("CONCLAVE_BIN", &bin)),
+        );
+        step(
+            "Python SDK tests",
+            run(Command::new("python3")
+                .args(["-m", "pytest", "tests/sdk", "-q", "-p", "no:cacheprovider"])
+                .current_dir(root())
+                .env("CONCLAVE_BIN", &bin)),
+        );
+    }
+    let failed: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.result.is_err())
+        .map(|s| s.name)
+        .collect();
+    let passed = steps.len() - failed.len();
+    println!();
+    for s in &steps {
+        println!("{} {}", if s.result.is_ok() { "ok  " } else { "FAIL" }, s.name);
+    }
+    println!("steps: {passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failed.join(", ")))
+    }
 }

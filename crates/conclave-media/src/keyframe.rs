@@ -161,7 +161,12 @@ mod tests {
                         x as u8
                     })
                     .collect();
-                for c in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264, VideoCodec::Av1] {
+                for c in [
+                    VideoCodec::Vp8,
+                    VideoCodec::Vp9,
+                    VideoCodec::H264,
+                    VideoCodec::Av1,
+                ] {
                     let _ = starts_keyframe(c, &buf);
                 }
             }

@@ -174,8 +174,9 @@ pub enum MediaEvent {
         reliable: bool,
         data: Vec<u8>,
     },
-    /// The first packet was forwarded on a subscriber's media section.
-    DowntrackStarted { peer: PeerId, mid: MediaId },
+    /// The first packet was forwarded to a subscriber; `track_id` is the
+    /// track id given to [`MediaCore::subscribe`].
+    DowntrackStarted { peer: PeerId, track_id: String },
 }
 
 /// Counters for metrics.
@@ -338,8 +339,7 @@ impl MediaCore {
         }
         self.by_addr.retain(|_, v| *v != peer);
         self.dirty.remove(&peer);
-        let published: Vec<(PeerId, Mid)> =
-            self.sources.keys().filter(|k| k.0 == peer).copied().collect();
+        let published: Vec<(PeerId, Mid)> = self.sources.keys().filter(|k| k.0 == peer).copied().collect();
         for key in published {
             self.remove_source(key);
         }
@@ -392,7 +392,11 @@ impl MediaCore {
         }
         let mut added = Vec::new();
         for (key, src) in self.sources.iter_mut() {
-            for d in src.downtracks.iter_mut().filter(|d| d.peer == peer && d.mid.is_none()) {
+            for d in src
+                .downtracks
+                .iter_mut()
+                .filter(|d| d.peer == peer && d.mid.is_none())
+            {
                 let mid = api.add_media(
                     src.kind.into(),
                     Direction::SendOnly,
@@ -489,7 +493,9 @@ impl MediaCore {
     /// in the next offer.
     pub fn unsubscribe(&mut self, subscriber: PeerId, publisher: PeerId, source_mid: &MediaId) {
         let key = (publisher, Mid::from(source_mid.as_str()));
-        let Some(src) = self.sources.get_mut(&key) else { return };
+        let Some(src) = self.sources.get_mut(&key) else {
+            return;
+        };
         let mut removed = Vec::new();
         src.downtracks.retain(|d| {
             if d.peer == subscriber {
@@ -529,10 +535,14 @@ impl MediaCore {
     /// Sends a data channel message. Returns false when it could not be queued
     /// (channel not open, or buffer full).
     pub fn send_data(&mut self, peer: PeerId, reliable: bool, data: &[u8]) -> bool {
-        let Some(p) = self.peers.get_mut(&peer) else { return false };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
         let id = if reliable { p.reliable } else { p.lossy };
         let Some(id) = id else { return false };
-        let Some(mut ch) = p.rtc.channel(id) else { return false };
+        let Some(mut ch) = p.rtc.channel(id) else {
+            return false;
+        };
         let ok = ch.write(true, data).unwrap_or(false);
         self.dirty.insert(peer);
         ok
@@ -549,8 +559,8 @@ impl MediaCore {
         self.now = Some(now);
         self.counters.packets_in += 1;
         self.counters.bytes_in += contents.len() as u64;
-        let recv = Receive::new(Protocol::Udp, source, destination, contents)
-            .map_err(|_| MediaError::NotForUs)?;
+        let recv =
+            Receive::new(Protocol::Udp, source, destination, contents).map_err(|_| MediaError::NotForUs)?;
         let input = Input::Receive(now, recv);
         let known = self
             .by_addr
@@ -675,11 +685,14 @@ impl MediaCore {
                 }
             }
             Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction, m.simulcast),
-            Event::MediaChanged(c) => {
-                if !c.direction.is_receiving() && self.sources.contains_key(&(id, c.mid)) {
-                    self.remove_source((id, c.mid));
-                    self.emit(MediaEvent::TrackRemoved { peer: id, mid: c.mid.into() });
-                }
+            Event::MediaChanged(c)
+                if !c.direction.is_receiving() && self.sources.contains_key(&(id, c.mid)) =>
+            {
+                self.remove_source((id, c.mid));
+                self.emit(MediaEvent::TrackRemoved {
+                    peer: id,
+                    mid: c.mid.into(),
+                });
             }
             Event::RtpPacket(pkt) => self.forward(id, pkt),
             Event::KeyframeRequest(req) => {
@@ -720,7 +733,11 @@ impl MediaCore {
                     .get(&id)
                     .and_then(|p| p.channels.get(&d.id).copied())
                     .unwrap_or(true);
-                self.emit(MediaEvent::Data { peer: id, reliable, data: d.data });
+                self.emit(MediaEvent::Data {
+                    peer: id,
+                    reliable,
+                    data: d.data,
+                });
             }
             Event::MediaEgressStats(st) => {
                 let seen = self.egress_seen.entry((id, st.mid, st.rid)).or_default();
@@ -751,7 +768,11 @@ impl MediaCore {
         if p.role != Role::Publisher || !direction.is_receiving() {
             return;
         }
-        let track_id = p.rtc.media(mid).map(|m| m.track_id().to_owned()).unwrap_or_default();
+        let track_id = p
+            .rtc
+            .media(mid)
+            .map(|m| m.track_id().to_owned())
+            .unwrap_or_default();
         let rids: Vec<Rid> = simulcast
             .map(|s| s.recv.into_iter().map(|l| l.rid).collect())
             .unwrap_or_default();
@@ -775,7 +796,9 @@ impl MediaCore {
     }
 
     fn remove_source(&mut self, key: (PeerId, Mid)) {
-        let Some(src) = self.sources.remove(&key) else { return };
+        let Some(src) = self.sources.remove(&key) else {
+            return;
+        };
         for d in src.downtracks {
             if let Some(mid) = d.mid {
                 self.downtrack_source.remove(&(d.peer, mid));
@@ -794,7 +817,9 @@ impl MediaCore {
         kind: KeyframeRequestKind,
     ) {
         let Some(now) = self.now else { return };
-        let Some(src) = self.sources.get_mut(&(publisher, mid)) else { return };
+        let Some(src) = self.sources.get_mut(&(publisher, mid)) else {
+            return;
+        };
         if src
             .last_keyframe_request
             .get(&layer)
@@ -802,7 +827,9 @@ impl MediaCore {
         {
             return;
         }
-        let Some(p) = self.peers.get_mut(&publisher) else { return };
+        let Some(p) = self.peers.get_mut(&publisher) else {
+            return;
+        };
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, layer) {
             rx.request_keyframe(kind);
             src.last_keyframe_request.insert(layer, now);
@@ -813,10 +840,14 @@ impl MediaCore {
 
     fn forward(&mut self, publisher: PeerId, pkt: RtpPacket) {
         let now = pkt.timestamp;
-        let Some(p) = self.peers.get_mut(&publisher) else { return };
+        let Some(p) = self.peers.get_mut(&publisher) else {
+            return;
+        };
         let (mid, rid) = {
             let mut api = p.rtc.direct_api();
-            let Some(rx) = api.stream_rx(&pkt.header.ssrc) else { return };
+            let Some(rx) = api.stream_rx(&pkt.header.ssrc) else {
+                return;
+            };
             (rx.mid(), rx.rid())
         };
         let in_pt = *pkt.header.payload_type;
@@ -827,9 +858,13 @@ impl MediaCore {
             .iter()
             .find(|pp| *pp.pt() == in_pt)
             .copied();
-        let Some(src) = self.sources.get_mut(&(publisher, mid)) else { return };
+        let Some(src) = self.sources.get_mut(&(publisher, mid)) else {
+            return;
+        };
         src.last_packet.insert(rid, now);
-        let codec = in_params.map(|pp| video_codec(pp.spec().codec)).unwrap_or(VideoCodec::Other);
+        let codec = in_params
+            .map(|pp| video_codec(pp.spec().codec))
+            .unwrap_or(VideoCodec::Other);
         let is_key = src.kind == Kind::Video && starts_keyframe(codec, &pkt.payload);
         let mut keyframe_wanted = false;
         for d in src.downtracks.iter_mut() {
@@ -852,20 +887,23 @@ impl MediaCore {
             if d.current != Some(rid) {
                 continue;
             }
-            let Some(sub) = self.peers.get_mut(&d.peer) else { continue };
+            let Some(sub) = self.peers.get_mut(&d.peer) else {
+                continue;
+            };
             if !sub.connected {
                 continue;
             }
             let out_pt = *d.pt_map.entry(in_pt).or_insert_with(|| {
-                in_params
-                    .and_then(|pp| sub.rtc.codec_config().match_params(pp).map(|m| *m.pt()))
+                in_params.and_then(|pp| sub.rtc.codec_config().match_params(pp).map(|m| *m.pt()))
             });
             let Some(out_pt) = out_pt else { continue };
             let Some(rw) = d.rewriter.rewrite(*pkt.seq_no, pkt.header.timestamp, now) else {
                 continue;
             };
             let mut api = sub.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else { continue };
+            let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else {
+                continue;
+            };
             let ext = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
                 voice_activity: pkt.header.ext_vals.voice_activity,
@@ -874,10 +912,16 @@ impl MediaCore {
                 ..Default::default()
             };
             tx.write_rtp(
-                RtpWrite::new(out_pt.into(), SeqNo::from(rw.seq), rw.timestamp, now, pkt.payload.clone())
-                    .marker(pkt.header.marker)
-                    .ext_vals(ext)
-                    .nackable(src.kind == Kind::Video),
+                RtpWrite::new(
+                    out_pt.into(),
+                    SeqNo::from(rw.seq),
+                    rw.timestamp,
+                    now,
+                    pkt.payload.clone(),
+                )
+                .marker(pkt.header.marker)
+                .ext_vals(ext)
+                .nackable(src.kind == Kind::Video),
             );
             self.counters.rtp_forwarded += 1;
             self.dirty.insert(d.peer);
@@ -885,7 +929,7 @@ impl MediaCore {
                 d.started = true;
                 self.out.push_back(Output::Event(MediaEvent::DowntrackStarted {
                     peer: d.peer,
-                    mid: sub_mid.into(),
+                    track_id: d.track_id.clone(),
                 }));
             }
         }
@@ -931,8 +975,11 @@ fn choose_layer(
     if rids.is_empty() {
         return None;
     }
-    let mut ranked: Vec<(usize, Rid)> =
-        rids.iter().enumerate().map(|(i, r)| (rid_rank(r, i), *r)).collect();
+    let mut ranked: Vec<(usize, Rid)> = rids
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (rid_rank(r, i), *r))
+        .collect();
     ranked.sort_by_key(|(rank, _)| *rank);
     let active = |r: &Rid| {
         last_packet

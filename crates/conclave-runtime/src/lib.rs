@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use conclave_signal::{ConnId, JoinParams, Now, Output, SignalError, Sfu};
+use conclave_signal::{ConnId, JoinParams, Now, Output, Sfu, SignalError};
 use livekit_protocol as lk;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -28,12 +28,17 @@ type Job = Box<dyn FnOnce(&mut Sfu, Now) + Send>;
 enum Command {
     Join {
         conn: ConnId,
-        params: JoinParams,
+        params: Box<JoinParams>,
         outbox: mpsc::UnboundedSender<ConnOut>,
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
-    Request { conn: ConnId, request: lk::SignalRequest },
-    Disconnect { conn: ConnId },
+    Request {
+        conn: ConnId,
+        request: Box<lk::SignalRequest>,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
     Run(Job),
 }
 
@@ -63,12 +68,17 @@ impl EngineHandle {
     pub async fn join(
         &self,
         conn: ConnId,
-        params: JoinParams,
+        params: Box<JoinParams>,
         outbox: mpsc::UnboundedSender<ConnOut>,
     ) -> Result<Result<(), SignalError>, RuntimeError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Join { conn, params, outbox, reply })
+            .send(Command::Join {
+                conn,
+                params,
+                outbox,
+                reply,
+            })
             .map_err(|_| RuntimeError::Stopped)?;
         rx.await.map_err(|_| RuntimeError::Stopped)
     }
@@ -76,7 +86,10 @@ impl EngineHandle {
     /// Delivers a signalling request of a joined connection.
     pub fn request(&self, conn: ConnId, request: lk::SignalRequest) -> Result<(), RuntimeError> {
         self.tx
-            .send(Command::Request { conn, request })
+            .send(Command::Request {
+                conn,
+                request: Box::new(request),
+            })
             .map_err(|_| RuntimeError::Stopped)
     }
 
@@ -94,7 +107,9 @@ impl EngineHandle {
         let job: Job = Box::new(move |sfu, now| {
             let _ = reply.send(f(sfu, now));
         });
-        self.tx.send(Command::Run(job)).map_err(|_| RuntimeError::Stopped)?;
+        self.tx
+            .send(Command::Run(job))
+            .map_err(|_| RuntimeError::Stopped)?;
         rx.await.map_err(|_| RuntimeError::Stopped)
     }
 }
@@ -121,7 +136,10 @@ fn now() -> Now {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    Now { mono: Instant::now(), unix_ms }
+    Now {
+        mono: Instant::now(),
+        unix_ms,
+    }
 }
 
 async fn run(
@@ -163,14 +181,14 @@ async fn run(
                 None => return,
                 Some(Command::Join { conn, params, outbox, reply }) => {
                     outboxes.insert(conn, outbox);
-                    let r = sfu.handle_join(now(), conn, params).map(|_| ());
+                    let r = sfu.handle_join(now(), conn, *params).map(|_| ());
                     if r.is_err() {
                         outboxes.remove(&conn);
                     }
                     let _ = reply.send(r);
                 }
                 Some(Command::Request { conn, request }) => {
-                    if let Err(e) = sfu.handle_request(now(), conn, request) {
+                    if let Err(e) = sfu.handle_request(now(), conn, *request) {
                         tracing::debug!(error = %e, "signal request refused");
                     }
                 }
@@ -195,7 +213,11 @@ fn drain(
 ) -> Instant {
     loop {
         match sfu.poll_output() {
-            Output::Transmit { destination, contents, .. } => transmits.push((destination, contents)),
+            Output::Transmit {
+                destination,
+                contents,
+                ..
+            } => transmits.push((destination, contents)),
             Output::Signal { conn, message } => {
                 if let Some(tx) = outboxes.get(&conn) {
                     let _ = tx.send(ConnOut::Message(message));

@@ -27,7 +27,9 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("conclave-data") }
+        Self {
+            data_dir: PathBuf::from("conclave-data"),
+        }
     }
 }
 
@@ -105,7 +107,12 @@ pub struct RoomsSection {
 
 impl Default for RoomsSection {
     fn default() -> Self {
-        Self { open_join: None, empty_timeout: 300, departure_timeout: 20, max_participants: 0 }
+        Self {
+            open_join: None,
+            empty_timeout: 300,
+            departure_timeout: 20,
+            max_participants: 0,
+        }
     }
 }
 
@@ -120,7 +127,10 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -137,18 +147,25 @@ const SECTIONS: [&str; 6] = ["server", "http", "media", "auth", "rooms", "log"];
 
 impl Config {
     /// Loads the configuration from an optional file and the environment.
-    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut doc = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 text.parse::<toml::Table>()
                     .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
             }
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("CONCLAVE_") else { continue };
+            let Some(rest) = name.strip_prefix("CONCLAVE_") else {
+                continue;
+            };
             let lower = rest.to_ascii_lowercase();
             let Some(section) = SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) else {
                 continue;
@@ -171,13 +188,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
-            return Err(ConfigError::Invalid("http.tls_cert and http.tls_key go together".into()));
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key go together".into(),
+            ));
         }
         if !self.auth.api_key.is_empty() && self.auth.api_secret.len() < 32 {
-            return Err(ConfigError::Invalid("auth.api_secret must have at least 32 characters".into()));
+            return Err(ConfigError::Invalid(
+                "auth.api_secret must have at least 32 characters".into(),
+            ));
         }
         if self.auth.api_key.is_empty() != self.auth.api_secret.is_empty() {
-            return Err(ConfigError::Invalid("auth.api_key and auth.api_secret go together".into()));
+            return Err(ConfigError::Invalid(
+                "auth.api_key and auth.api_secret go together".into(),
+            ));
         }
         Ok(())
     }
@@ -213,7 +236,9 @@ impl Config {
         } else {
             vec![IpAddr::from([127, 0, 0, 1])]
         };
-        ips.into_iter().map(|ip| SocketAddr::new(ip, self.media.udp_port)).collect()
+        ips.into_iter()
+            .map(|ip| SocketAddr::new(ip, self.media.udp_port))
+            .collect()
     }
 }
 
@@ -242,7 +267,11 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     #[test]
@@ -283,12 +312,19 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let e = Config::load(None, env(&[("CONCLAVE_MEDIA_UDP_PORT", "99999")])).expect_err("port out of range");
+        let e =
+            Config::load(None, env(&[("CONCLAVE_MEDIA_UDP_PORT", "99999")])).expect_err("port out of range");
         assert!(e.to_string().contains("invalid configuration"));
         let e = Config::load(None, env(&[("CONCLAVE_HTTP_NOPE", "1")])).expect_err("unknown key");
         assert!(e.to_string().contains("nope"));
-        let e = Config::load(None, env(&[("CONCLAVE_AUTH_API_KEY", "k"), ("CONCLAVE_AUTH_API_SECRET", "short")]))
-            .expect_err("short secret");
+        let e = Config::load(
+            None,
+            env(&[
+                ("CONCLAVE_AUTH_API_KEY", "k"),
+                ("CONCLAVE_AUTH_API_SECRET", "short"),
+            ]),
+        )
+        .expect_err("short secret");
         assert!(e.to_string().contains("32"));
     }
 }

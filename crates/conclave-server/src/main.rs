@@ -99,7 +99,10 @@ pub(crate) struct AppState {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,7 +122,11 @@ fn run(cli: Cli) -> Result<(), String> {
         config.server.data_dir = d;
     }
     match cli.command {
-        Command::Serve { http_listen, udp_port, announce } => {
+        Command::Serve {
+            http_listen,
+            udp_port,
+            announce,
+        } => {
             if let Some(a) = http_listen {
                 config.http.listen = a;
             }
@@ -136,7 +143,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
             rt.block_on(serve(config))
         }
-        Command::Token { room, identity, name, ttl, no_publish, no_data, sources, admin, room_create } => {
+        Command::Token {
+            room,
+            identity,
+            name,
+            ttl,
+            no_publish,
+            no_data,
+            sources,
+            admin,
+            room_create,
+        } => {
             let (key, secret, _) = setup::api_credentials(&config).map_err(|e| e.to_string())?;
             let mut claims = Claims::for_join(&identity, &room, unix_now(), ttl);
             claims.name = name;
@@ -176,7 +193,9 @@ fn init_logging(config: &Config) {
     };
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = || redact::RedactingWriter::new(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -187,7 +206,9 @@ fn init_logging(config: &Config) {
 async fn serve(config: Config) -> Result<(), String> {
     let (api_key, api_secret, generated) = setup::api_credentials(&config).map_err(|e| e.to_string())?;
     let mut verifier = Verifier::new();
-    verifier.insert(api_key.clone(), api_secret.clone()).map_err(|e| e.to_string())?;
+    verifier
+        .insert(api_key.clone(), api_secret.clone())
+        .map_err(|e| e.to_string())?;
     let tls = setup::tls_files(&config).map_err(|e| e.to_string())?;
 
     let bind = config.media_bind();
@@ -208,7 +229,9 @@ async fn serve(config: Config) -> Result<(), String> {
         metadata: String::new(),
     };
     let sfu = Sfu::new(SfuConfig {
-        media: MediaConfig { candidates: announced.clone() },
+        media: MediaConfig {
+            candidates: announced.clone(),
+        },
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         node_id: format!("ND_{}", conclave_types::random_base62(12)),
         default_room: room_defaults.clone(),
@@ -229,14 +252,29 @@ async fn serve(config: Config) -> Result<(), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let shown_host = if local.ip().is_loopback() { "localhost".to_owned() } else { local.ip().to_string() };
+    let shown_host = if local.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        local.ip().to_string()
+    };
     println!("Conclave {} is running.", env!("CARGO_PKG_VERSION"));
     println!("  Open {scheme}://{shown_host}:{}/ in a browser.", local.port());
     if generated {
-        println!("  New API credentials were stored in {}/keys.toml.", config.server.data_dir.display());
+        println!(
+            "  New API credentials were stored in {}/keys.toml.",
+            config.server.data_dir.display()
+        );
     }
-    println!("  Invitation tokens: conclave token --room ROOM --identity NAME [--data-dir {}]", config.server.data_dir.display());
-    tracing::info!(port = local.port(), tls = tls.is_some(), open_join = config.open_join(), "listening");
+    println!(
+        "  Invitation tokens: conclave token --room ROOM --identity NAME [--data-dir {}]",
+        config.server.data_dir.display()
+    );
+    tracing::info!(
+        port = local.port(),
+        tls = tls.is_some(),
+        open_join = config.open_join(),
+        "listening"
+    );
 
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -269,17 +307,31 @@ async fn serve(config: Config) -> Result<(), String> {
 fn router(state: AppState, tls: bool) -> Router {
     let security_headers = move |mut resp: axum::response::Response| async move {
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(web::CSP));
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(web::CSP),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.insert(
             "permissions-policy",
-            HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self), geolocation=()"),
+            HeaderValue::from_static(
+                "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+            ),
         );
-        h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+        h.insert(
+            "cross-origin-opener-policy",
+            HeaderValue::from_static("same-origin"),
+        );
         if tls {
-            h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
         }
         resp
     };

@@ -40,7 +40,10 @@ impl From<TokenError> for Refusal {
     fn from(e: TokenError) -> Self {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
         tracing::info!(error = %e, "token refused");
-        Refusal { status, message: "invalid or insufficient access token" }
+        Refusal {
+            status,
+            message: "invalid or insufficient access token",
+        }
     }
 }
 
@@ -56,7 +59,11 @@ fn bearer(params: &Params, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Verifies the token and turns it into join parameters.
-pub(crate) fn join_params(state: &AppState, params: &Params, headers: &HeaderMap) -> Result<JoinParams, Refusal> {
+pub(crate) fn join_params(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<JoinParams, Refusal> {
     let token = bearer(params, headers).ok_or(Refusal {
         status: StatusCode::UNAUTHORIZED,
         message: "missing access token",
@@ -67,12 +74,18 @@ pub(crate) fn join_params(state: &AppState, params: &Params, headers: &HeaderMap
 }
 
 fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> {
-    let bad = |message| Refusal { status: StatusCode::BAD_REQUEST, message };
+    let bad = |message| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    };
     let room = RoomName::new(g.room).map_err(|_| bad("invalid room name in token"))?;
     let identity = ParticipantIdentity::new(g.identity).map_err(|_| bad("invalid identity in token"))?;
     if g.hidden {
         // No participant may listen in unseen.
-        return Err(Refusal { status: StatusCode::FORBIDDEN, message: "hidden participants are not allowed" });
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: "hidden participants are not allowed",
+        });
     }
     let permissions = Permissions {
         can_subscribe: g.can_subscribe,
@@ -101,7 +114,11 @@ fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> 
 }
 
 /// `GET /rtc/validate`: tells a client why a connection would fail.
-pub(crate) async fn validate(State(state): State<AppState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
+pub(crate) async fn validate(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
     match join_params(&state, &params, &headers) {
         Ok(_) => (StatusCode::OK, "success").into_response(),
         Err(r) => r.into_response(),
@@ -111,7 +128,11 @@ pub(crate) async fn validate(State(state): State<AppState>, Query(params): Query
 /// `/rtc/v1`: the single-connection protocol is not offered; clients fall
 /// back to `/rtc`.
 pub(crate) async fn v1_not_supported() -> Response {
-    (StatusCode::NOT_FOUND, "this server speaks the /rtc signalling path").into_response()
+    (
+        StatusCode::NOT_FOUND,
+        "this server speaks the /rtc signalling path",
+    )
+        .into_response()
 }
 
 /// `GET /rtc`: the signalling WebSocket.
@@ -135,21 +156,30 @@ async fn session(state: AppState, socket: WebSocket, join: JoinParams, reconnect
     let (mut sink, mut stream) = socket.split();
     if reconnect {
         // Sessions are not resumed: ask the client to join afresh.
-        let leave = leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect);
+        let leave = leave_message(
+            lk::DisconnectReason::StateMismatch,
+            lk::leave_request::Action::Reconnect,
+        );
         let _ = sink.send(Message::Binary(leave.into())).await;
         let _ = sink.send(Message::Close(None)).await;
         return;
     }
     let conn: ConnId = state.engine.new_conn();
     let (tx, mut rx) = mpsc::unbounded_channel::<ConnOut>();
-    match state.engine.join(conn, join, tx).await {
+    match state.engine.join(conn, Box::new(join), tx).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::info!(error = %e, "join refused");
-            let leave = leave_message(lk::DisconnectReason::JoinFailure, lk::leave_request::Action::Disconnect);
+            let leave = leave_message(
+                lk::DisconnectReason::JoinFailure,
+                lk::leave_request::Action::Disconnect,
+            );
             let _ = sink.send(Message::Binary(leave.into())).await;
             let _ = sink
-                .send(Message::Close(Some(CloseFrame { code: 1008, reason: e.to_string().into() })))
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: e.to_string().into(),
+                })))
                 .await;
             return;
         }

@@ -21,7 +21,10 @@ pub enum SetupError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
-    move |source| SetupError::Io { path: path.to_owned(), source }
+    move |source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,17 +38,26 @@ struct StoredKeys {
 /// generated now.
 pub fn api_credentials(config: &Config) -> Result<(ApiKey, ApiSecret, bool), SetupError> {
     if !config.auth.api_key.is_empty() {
-        return Ok((ApiKey::new(&config.auth.api_key), ApiSecret::new(&config.auth.api_secret), false));
+        return Ok((
+            ApiKey::new(&config.auth.api_key),
+            ApiSecret::new(&config.auth.api_secret),
+            false,
+        ));
     }
     let dir = &config.server.data_dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join("keys.toml");
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let k: StoredKeys = toml::from_str(&text)
-            .map_err(|e| SetupError::Damaged { path: path.clone(), reason: e.message().to_owned() })?;
+        let k: StoredKeys = toml::from_str(&text).map_err(|e| SetupError::Damaged {
+            path: path.clone(),
+            reason: e.message().to_owned(),
+        })?;
         if k.api_key.is_empty() || k.api_secret.len() < 32 {
-            return Err(SetupError::Damaged { path, reason: "key or secret too short".into() });
+            return Err(SetupError::Damaged {
+                path,
+                reason: "key or secret too short".into(),
+            });
         }
         return Ok((ApiKey::new(k.api_key), ApiSecret::new(k.api_secret), false));
     }
@@ -54,7 +66,10 @@ pub fn api_credentials(config: &Config) -> Result<(ApiKey, ApiSecret, bool), Set
         // 48 base62 characters: about 285 bits.
         api_secret: conclave_types::random_base62(48),
     };
-    let text = toml::to_string(&k).map_err(|e| SetupError::Damaged { path: path.clone(), reason: e.to_string() })?;
+    let text = toml::to_string(&k).map_err(|e| SetupError::Damaged {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     write_private(&path, text.as_bytes())?;
     Ok((ApiKey::new(k.api_key), ApiSecret::new(k.api_secret), true))
 }
@@ -63,7 +78,10 @@ pub fn api_credentials(config: &Config) -> Result<(ApiKey, ApiSecret, bool), Set
 /// only). Without configured files a self-signed certificate is made once.
 pub fn tls_files(config: &Config) -> Result<Option<(PathBuf, PathBuf)>, SetupError> {
     if !config.http.tls_cert.is_empty() {
-        return Ok(Some((PathBuf::from(&config.http.tls_cert), PathBuf::from(&config.http.tls_key))));
+        return Ok(Some((
+            PathBuf::from(&config.http.tls_cert),
+            PathBuf::from(&config.http.tls_key),
+        )));
     }
     if config.http_is_loopback() {
         return Ok(None);
@@ -76,12 +94,18 @@ pub fn tls_files(config: &Config) -> Result<Option<(PathBuf, PathBuf)>, SetupErr
         return Ok(Some((cert, key)));
     }
     let mut names = vec!["localhost".to_owned()];
-    for ip in config.announced().iter().map(|a| a.ip()).chain([config.http.listen.ip()]) {
+    for ip in config
+        .announced()
+        .iter()
+        .map(|a| a.ip())
+        .chain([config.http.listen.ip()])
+    {
         if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
             names.push(ip.to_string());
         }
     }
-    let made = rcgen::generate_simple_self_signed(names).map_err(|e| SetupError::Certificate(e.to_string()))?;
+    let made =
+        rcgen::generate_simple_self_signed(names).map_err(|e| SetupError::Certificate(e.to_string()))?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, made.cert.pem()).map_err(io(&cert))?;
     Ok(Some((cert, key)))
@@ -112,7 +136,10 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("conclave-setup-{name}-{}", conclave_types::random_base62(8)));
+        let d = std::env::temp_dir().join(format!(
+            "conclave-setup-{name}-{}",
+            conclave_types::random_base62(8)
+        ));
         std::fs::create_dir_all(&d).expect("temp dir");
         d
     }
@@ -130,7 +157,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("keys.toml")).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(dir.join("keys.toml"))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "secret file readable by others");
         }
         std::fs::write(dir.join("keys.toml"), "garbage = [").expect("damage");
@@ -145,7 +175,11 @@ mod tests {
         assert!(tls_files(&c).expect("loopback").is_none());
         c.http.listen = "0.0.0.0:8443".parse().expect("addr");
         let (cert, key) = tls_files(&c).expect("self-signed").expect("tls required");
-        assert!(std::fs::read_to_string(cert).expect("cert").contains("BEGIN CERTIFICATE"));
+        assert!(
+            std::fs::read_to_string(cert)
+                .expect("cert")
+                .contains("BEGIN CERTIFICATE")
+        );
         assert!(std::fs::read_to_string(key).expect("key").contains("PRIVATE KEY"));
         let _ = std::fs::remove_dir_all(dir);
     }

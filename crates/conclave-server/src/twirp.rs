@@ -30,14 +30,23 @@ struct TwirpError {
 
 impl TwirpError {
     fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
-        Self { status, code, msg: msg.into() }
+        Self {
+            status,
+            code,
+            msg: msg.into(),
+        }
     }
 }
 
 impl IntoResponse for TwirpError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code, "msg": self.msg });
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -59,7 +68,9 @@ impl From<SignalError> for TwirpError {
             }
             SignalError::NotAllowed => (StatusCode::FORBIDDEN, "permission_denied"),
             SignalError::RoomFull => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
-            SignalError::InvalidRequest | SignalError::UnknownConnection => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            SignalError::InvalidRequest | SignalError::UnknownConnection => {
+                (StatusCode::BAD_REQUEST, "invalid_argument")
+            }
         };
         TwirpError::new(status, code, e.to_string())
     }
@@ -72,18 +83,31 @@ enum Format {
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, TwirpError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct.starts_with("application/protobuf") || ct.starts_with("application/x-protobuf") {
         Ok(Format::Protobuf)
     } else if ct.starts_with("application/json") {
         Ok(Format::Json)
     } else {
-        Err(TwirpError::new(StatusCode::BAD_REQUEST, "malformed", "unsupported content type"))
+        Err(TwirpError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "unsupported content type",
+        ))
     }
 }
 
 fn decode<T: Message + Default + DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, TwirpError> {
-    let bad = || TwirpError::new(StatusCode::BAD_REQUEST, "malformed", "the request body could not be decoded");
+    let bad = || {
+        TwirpError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the request body could not be decoded",
+        )
+    };
     match format {
         Format::Protobuf => T::decode(body).map_err(|_| bad()),
         Format::Json => {
@@ -105,7 +129,8 @@ fn encode<T: Message + Serialize>(format: Format, value: &T) -> Response {
             .into_response(),
         Format::Json => match serde_json::to_vec(value) {
             Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(_) => TwirpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "encoding failed").into_response(),
+            Err(_) => TwirpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "encoding failed")
+                .into_response(),
         },
     }
 }
@@ -115,7 +140,13 @@ fn claims(state: &AppState, headers: &HeaderMap) -> Result<Claims, TwirpError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| TwirpError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "missing access token"))?;
+        .ok_or_else(|| {
+            TwirpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing access token",
+            )
+        })?;
     Ok(state.verifier.verify(token, crate::unix_now())?)
 }
 
@@ -124,11 +155,16 @@ fn room_name(s: &str) -> Result<RoomName, TwirpError> {
 }
 
 fn identity(s: &str) -> Result<ParticipantIdentity, TwirpError> {
-    ParticipantIdentity::new(s).map_err(|e| TwirpError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string()))
+    ParticipantIdentity::new(s)
+        .map_err(|e| TwirpError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string()))
 }
 
 fn engine_gone() -> TwirpError {
-    TwirpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the media engine is not running")
+    TwirpError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the media engine is not running",
+    )
 }
 
 /// `POST /twirp/livekit.RoomService/{method}`.
@@ -144,7 +180,12 @@ pub(crate) async fn room_service(
     }
 }
 
-async fn dispatch(state: &AppState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
+async fn dispatch(
+    state: &AppState,
+    method: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TwirpError> {
     let format = format_of(headers)?;
     let claims = claims(state, headers)?;
     let engine = &state.engine;
@@ -155,40 +196,67 @@ async fn dispatch(state: &AppState, method: &str, headers: &HeaderMap, body: &[u
             let name = room_name(&req.name)?;
             let defaults = state.room_defaults.clone();
             let settings = RoomSettings {
-                empty_timeout: if req.empty_timeout > 0 { req.empty_timeout } else { defaults.empty_timeout },
-                departure_timeout: if req.departure_timeout > 0 { req.departure_timeout } else { defaults.departure_timeout },
+                empty_timeout: if req.empty_timeout > 0 {
+                    req.empty_timeout
+                } else {
+                    defaults.empty_timeout
+                },
+                departure_timeout: if req.departure_timeout > 0 {
+                    req.departure_timeout
+                } else {
+                    defaults.departure_timeout
+                },
                 max_participants: req.max_participants,
                 metadata: req.metadata,
             };
-            let room = engine.with(move |sfu, now| sfu.create_room(now, name, settings)).await.map_err(|_| engine_gone())?;
+            let room = engine
+                .with(move |sfu, now| sfu.create_room(now, name, settings))
+                .await
+                .map_err(|_| engine_gone())?;
             Ok(encode(format, &room))
         }
         "ListRooms" => {
             claims.require_room_list()?;
             let req: lk::ListRoomsRequest = decode(format, body)?;
-            let names = req.names.iter().map(|n| room_name(n)).collect::<Result<Vec<_>, _>>()?;
-            let rooms = engine.with(move |sfu, _| sfu.list_rooms(&names)).await.map_err(|_| engine_gone())?;
+            let names = req
+                .names
+                .iter()
+                .map(|n| room_name(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rooms = engine
+                .with(move |sfu, _| sfu.list_rooms(&names))
+                .await
+                .map_err(|_| engine_gone())?;
             Ok(encode(format, &lk::ListRoomsResponse { rooms }))
         }
         "DeleteRoom" => {
             claims.require_room_create()?;
             let req: lk::DeleteRoomRequest = decode(format, body)?;
             let name = room_name(&req.room)?;
-            engine.with(move |sfu, _| sfu.delete_room(&name)).await.map_err(|_| engine_gone())??;
+            engine
+                .with(move |sfu, _| sfu.delete_room(&name))
+                .await
+                .map_err(|_| engine_gone())??;
             Ok(encode(format, &lk::DeleteRoomResponse {}))
         }
         "ListParticipants" => {
             let req: lk::ListParticipantsRequest = decode(format, body)?;
             claims.require_room_admin(&req.room)?;
             let name = room_name(&req.room)?;
-            let participants = engine.with(move |sfu, _| sfu.list_participants(&name)).await.map_err(|_| engine_gone())??;
+            let participants = engine
+                .with(move |sfu, _| sfu.list_participants(&name))
+                .await
+                .map_err(|_| engine_gone())??;
             Ok(encode(format, &lk::ListParticipantsResponse { participants }))
         }
         "GetParticipant" => {
             let req: lk::RoomParticipantIdentity = decode(format, body)?;
             claims.require_room_admin(&req.room)?;
             let (name, who) = (room_name(&req.room)?, identity(&req.identity)?);
-            let info = engine.with(move |sfu, _| sfu.get_participant(&name, &who)).await.map_err(|_| engine_gone())??;
+            let info = engine
+                .with(move |sfu, _| sfu.get_participant(&name, &who))
+                .await
+                .map_err(|_| engine_gone())??;
             Ok(encode(format, &info))
         }
         "RemoveParticipant" => {
@@ -217,14 +285,20 @@ async fn dispatch(state: &AppState, method: &str, headers: &HeaderMap, body: &[u
             claims.require_room_admin(&req.room)?;
             let (name, who) = (room_name(&req.room)?, identity(&req.identity)?);
             if req.permission.as_ref().is_some_and(|p| p.hidden) {
-                return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", "hidden participants are not allowed"));
+                return Err(TwirpError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    "hidden participants are not allowed",
+                ));
             }
             let new_name = (!req.name.is_empty()).then_some(req.name);
             let metadata = (!req.metadata.is_empty()).then_some(req.metadata);
             let attributes: HashMap<String, String> = req.attributes;
             let permission = req.permission;
             let info = engine
-                .with(move |sfu, _| sfu.update_participant(&name, &who, new_name, metadata, attributes, permission.as_ref()))
+                .with(move |sfu, _| {
+                    sfu.update_participant(&name, &who, new_name, metadata, attributes, permission.as_ref())
+                })
                 .await
                 .map_err(|_| engine_gone())??;
             Ok(encode(format, &info))
@@ -241,6 +315,10 @@ async fn dispatch(state: &AppState, method: &str, headers: &HeaderMap, body: &[u
                 .map_err(|_| engine_gone())??;
             Ok(encode(format, &lk::SendDataResponse {}))
         }
-        _ => Err(TwirpError::new(StatusCode::NOT_FOUND, "bad_route", "unknown method")),
+        _ => Err(TwirpError::new(
+            StatusCode::NOT_FOUND,
+            "bad_route",
+            "unknown method",
+        )),
     }
 }

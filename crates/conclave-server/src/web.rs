@@ -55,13 +55,22 @@ pub(crate) async fn static_file(uri: Uri) -> Response {
             }
             match find("/index.html") {
                 Some(b) => ("/index.html", b),
-                None => return (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], NOT_BUILT).into_response(),
+                None => {
+                    return (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        NOT_BUILT,
+                    )
+                        .into_response();
+                }
             }
         }
     };
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -77,7 +86,11 @@ fn json_error(status: StatusCode, msg: &str) -> Response {
 
 /// Checks the room name the web app allows: 1 to 64 of `A-Z a-z 0-9 _ -`.
 pub(crate) fn valid_room(room: &str) -> bool {
-    !room.is_empty() && room.len() <= 64 && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !room.is_empty()
+        && room.len() <= 64
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Checks a display name: 1 to 64 characters, no control characters.
@@ -87,21 +100,37 @@ pub(crate) fn valid_name(name: &str) -> bool {
 }
 
 /// `POST /api/join`: a token for a room by name, in open-rooms mode only.
-pub(crate) async fn join(State(state): State<AppState>, body: Result<Json<JoinRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+pub(crate) async fn join(
+    State(state): State<AppState>,
+    body: Result<Json<JoinRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     if !state.open_join {
-        return json_error(StatusCode::FORBIDDEN, "joining by room name is switched off on this server; ask for an invitation link");
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "joining by room name is switched off on this server; ask for an invitation link",
+        );
     }
     let Ok(Json(req)) = body else {
         return json_error(StatusCode::BAD_REQUEST, "expected JSON with room and name");
     };
     if !valid_room(&req.room) {
-        return json_error(StatusCode::BAD_REQUEST, "room names use 1 to 64 letters, digits, '-' or '_'");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "room names use 1 to 64 letters, digits, '-' or '_'",
+        );
     }
     if !valid_name(&req.name) {
         return json_error(StatusCode::BAD_REQUEST, "names have 1 to 64 characters");
     }
     let identity = format!("u_{}", conclave_types::random_base62(12));
-    match mint(&state.api_key, &state.api_secret, &req.room, &identity, req.name.trim(), 6 * 3600) {
+    match mint(
+        &state.api_key,
+        &state.api_secret,
+        &req.room,
+        &identity,
+        req.name.trim(),
+        6 * 3600,
+    ) {
         Ok(token) => Json(serde_json::json!({ "token": token, "identity": identity })).into_response(),
         Err(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "could not issue a token"),
     }
@@ -148,24 +177,66 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     };
     let mut out = String::new();
     let mut put = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     };
     put("conclave_rooms", "gauge", "Rooms open.", s.rooms as u64);
-    put("conclave_participants", "gauge", "Participants connected.", s.participants as u64);
+    put(
+        "conclave_participants",
+        "gauge",
+        "Participants connected.",
+        s.participants as u64,
+    );
     put("conclave_tracks", "gauge", "Tracks published.", s.tracks as u64);
-    put("conclave_media_packets_in_total", "counter", "Datagrams received on the media socket.", s.media.packets_in);
-    put("conclave_media_bytes_in_total", "counter", "Bytes received on the media socket.", s.media.bytes_in);
-    put("conclave_media_packets_out_total", "counter", "Datagrams sent from the media socket.", s.media.packets_out);
-    put("conclave_media_bytes_out_total", "counter", "Bytes sent from the media socket.", s.media.bytes_out);
-    put("conclave_rtp_forwarded_total", "counter", "RTP packets forwarded to subscribers.", s.media.rtp_forwarded);
-    put("conclave_nacks_received_total", "counter", "NACKs received from subscribers.", s.media.nacks_received);
+    put(
+        "conclave_media_packets_in_total",
+        "counter",
+        "Datagrams received on the media socket.",
+        s.media.packets_in,
+    );
+    put(
+        "conclave_media_bytes_in_total",
+        "counter",
+        "Bytes received on the media socket.",
+        s.media.bytes_in,
+    );
+    put(
+        "conclave_media_packets_out_total",
+        "counter",
+        "Datagrams sent from the media socket.",
+        s.media.packets_out,
+    );
+    put(
+        "conclave_media_bytes_out_total",
+        "counter",
+        "Bytes sent from the media socket.",
+        s.media.bytes_out,
+    );
+    put(
+        "conclave_rtp_forwarded_total",
+        "counter",
+        "RTP packets forwarded to subscribers.",
+        s.media.rtp_forwarded,
+    );
+    put(
+        "conclave_nacks_received_total",
+        "counter",
+        "NACKs received from subscribers.",
+        s.media.nacks_received,
+    );
     put(
         "conclave_plis_received_total",
         "counter",
         "Keyframe requests (PLI, FIR) received from subscribers.",
         s.media.keyframe_requests_received,
     );
-    put("conclave_plis_sent_total", "counter", "Keyframe requests sent to publishers.", s.media.keyframe_requests_sent);
+    put(
+        "conclave_plis_sent_total",
+        "counter",
+        "Keyframe requests sent to publishers.",
+        s.media.keyframe_requests_sent,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -193,7 +264,10 @@ mod tests {
         v.insert(key, secret).expect("insert");
         let claims = v.verify(&token, crate::unix_now()).expect("verify");
         let g = claims.join_grant(None).expect("grant");
-        assert_eq!((g.room.as_str(), g.identity.as_str(), g.name.as_str()), ("r1", "u_1", "Ada"));
+        assert_eq!(
+            (g.room.as_str(), g.identity.as_str(), g.name.as_str()),
+            ("r1", "u_1", "Ada")
+        );
         assert!(g.can_publish && g.can_subscribe && g.can_publish_data && !g.room_admin);
     }
 }

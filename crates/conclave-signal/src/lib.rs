@@ -88,11 +88,18 @@ pub struct JoinParams {
 #[derive(Debug)]
 pub enum Output {
     /// Send a signalling message on a connection.
-    Signal { conn: ConnId, message: Box<lk::SignalResponse> },
+    Signal {
+        conn: ConnId,
+        message: Box<lk::SignalResponse>,
+    },
     /// Close a signalling connection after sending what was queued.
     Close { conn: ConnId },
     /// Send a datagram.
-    Transmit { source: SocketAddr, destination: SocketAddr, contents: Vec<u8> },
+    Transmit {
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
     /// Call [`Sfu::handle_timeout`] at this time.
     Timeout(Instant),
 }
@@ -158,7 +165,12 @@ impl Sfu {
 
     /// A client connected with a verified token. Sends the join response (and
     /// the first subscriber offer) on `conn`.
-    pub fn handle_join(&mut self, now: Now, conn: ConnId, params: JoinParams) -> Result<ParticipantSid, SignalError> {
+    pub fn handle_join(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        params: JoinParams,
+    ) -> Result<ParticipantSid, SignalError> {
         self.now = Some(now);
         if !self.rooms.contains_key(&params.room) {
             if !params.create_room {
@@ -208,7 +220,10 @@ impl Sfu {
         self.by_peer.insert(publisher, sid.clone());
         self.by_peer.insert(subscriber, sid.clone());
         self.participants.insert(sid.clone(), p);
-        let room = self.rooms.get_mut(&params.room).ok_or(SignalError::RoomNotFound)?;
+        let room = self
+            .rooms
+            .get_mut(&params.room)
+            .ok_or(SignalError::RoomNotFound)?;
         room.participants.push(sid.clone());
         room.had_participants = true;
 
@@ -217,8 +232,11 @@ impl Sfu {
         tracing::info!(room = %params.room, participant = %sid, "participant joined");
         self.broadcast_participant(&sid, lk::participant_info::State::Joined);
         // Subscribe the newcomer to what is already published.
-        if let Some(p) = self.participants.get(&sid) {
-            if p.auto_subscribe && p.permissions.can_subscribe {
+        if let Some(p) = self.participants.get(&sid)
+            && p.auto_subscribe
+            && p.permissions.can_subscribe
+        {
+            {
                 let others: Vec<(ParticipantSid, TrackSid)> = self
                     .room_members(&params.room)
                     .into_iter()
@@ -227,7 +245,13 @@ impl Sfu {
                         let tracks: Vec<TrackSid> = self
                             .participants
                             .get(&o)
-                            .map(|op| op.tracks.values().filter(|t| t.mid.is_some()).map(|t| t.sid.clone()).collect())
+                            .map(|op| {
+                                op.tracks
+                                    .values()
+                                    .filter(|t| t.mid.is_some())
+                                    .map(|t| t.sid.clone())
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         tracks.into_iter().map(move |t| (o.clone(), t))
                     })
@@ -243,9 +267,18 @@ impl Sfu {
     }
 
     /// A signalling message arrived on `conn`.
-    pub fn handle_request(&mut self, now: Now, conn: ConnId, req: lk::SignalRequest) -> Result<(), SignalError> {
+    pub fn handle_request(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        req: lk::SignalRequest,
+    ) -> Result<(), SignalError> {
         self.now = Some(now);
-        let sid = self.by_conn.get(&conn).cloned().ok_or(SignalError::UnknownConnection)?;
+        let sid = self
+            .by_conn
+            .get(&conn)
+            .cloned()
+            .ok_or(SignalError::UnknownConnection)?;
         if let Some(p) = self.participants.get_mut(&sid) {
             p.last_ping = now.mono;
         }
@@ -269,9 +302,19 @@ impl Sfu {
     }
 
     /// A datagram arrived on the media socket.
-    pub fn handle_datagram(&mut self, now: Now, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Now,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
         self.now = Some(now);
-        if self.media.handle_receive(now.mono, source, destination, contents).is_err() {
+        if self
+            .media
+            .handle_receive(now.mono, source, destination, contents)
+            .is_err()
+        {
             tracing::trace!("dropped a datagram from an unknown peer");
         }
         self.flush_media();
@@ -290,7 +333,10 @@ impl Sfu {
             .filter_map(|p| {
                 if now.mono.saturating_duration_since(p.last_ping) > ping_timeout {
                     Some((p.sid.clone(), lk::DisconnectReason::SignalClose))
-                } else if p.media_lost_since.is_some_and(|t| now.mono.saturating_duration_since(t) > MEDIA_LOSS_GRACE) {
+                } else if p
+                    .media_lost_since
+                    .is_some_and(|t| now.mono.saturating_duration_since(t) > MEDIA_LOSS_GRACE)
+                {
                     Some((p.sid.clone(), lk::DisconnectReason::ConnectionTimeout))
                 } else {
                     None
@@ -306,9 +352,14 @@ impl Sfu {
             .rooms
             .values()
             .filter(|r| {
-                let limit = if r.had_participants { r.settings.departure_timeout } else { r.settings.empty_timeout };
+                let limit = if r.had_participants {
+                    r.settings.departure_timeout
+                } else {
+                    r.settings.empty_timeout
+                };
                 r.participants.is_empty()
-                    && now.mono.saturating_duration_since(r.empty_since) >= Duration::from_secs(u64::from(limit))
+                    && now.mono.saturating_duration_since(r.empty_since)
+                        >= Duration::from_secs(u64::from(limit))
             })
             .map(|r| r.name.clone())
             .collect();
@@ -326,8 +377,16 @@ impl Sfu {
         }
         loop {
             match self.media.poll_output() {
-                MediaOutput::Transmit { source, destination, contents } => {
-                    return Output::Transmit { source, destination, contents };
+                MediaOutput::Transmit {
+                    source,
+                    destination,
+                    contents,
+                } => {
+                    return Output::Transmit {
+                        source,
+                        destination,
+                        contents,
+                    };
                 }
                 MediaOutput::Event(e) => {
                     self.on_media_event(e);
@@ -378,7 +437,12 @@ impl Sfu {
 
     /// Ends a room: everyone in it is disconnected.
     pub fn delete_room(&mut self, room: &RoomName) -> Result<(), SignalError> {
-        let members = self.rooms.get(room).ok_or(SignalError::RoomNotFound)?.participants.clone();
+        let members = self
+            .rooms
+            .get(room)
+            .ok_or(SignalError::RoomNotFound)?
+            .participants
+            .clone();
         for sid in members {
             self.remove_participant(&sid, lk::DisconnectReason::RoomDeleted);
         }
@@ -396,7 +460,11 @@ impl Sfu {
             .collect())
     }
 
-    pub fn get_participant(&self, room: &RoomName, identity: &ParticipantIdentity) -> Result<lk::ParticipantInfo, SignalError> {
+    pub fn get_participant(
+        &self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+    ) -> Result<lk::ParticipantInfo, SignalError> {
         let sid = self.find(room, identity)?;
         self.participants
             .get(&sid)
@@ -404,7 +472,11 @@ impl Sfu {
             .ok_or(SignalError::ParticipantNotFound)
     }
 
-    pub fn remove_participant_by_identity(&mut self, room: &RoomName, identity: &ParticipantIdentity) -> Result<(), SignalError> {
+    pub fn remove_participant_by_identity(
+        &mut self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+    ) -> Result<(), SignalError> {
         let sid = self.find(room, identity)?;
         self.remove_participant(&sid, lk::DisconnectReason::ParticipantRemoved);
         self.flush_media();
@@ -427,14 +499,23 @@ impl Sfu {
             return Err(SignalError::NotAllowed);
         }
         let track_sid = TrackSid::parse(track).map_err(|_| SignalError::TrackNotFound)?;
-        let p = self.participants.get_mut(&sid).ok_or(SignalError::ParticipantNotFound)?;
+        let p = self
+            .participants
+            .get_mut(&sid)
+            .ok_or(SignalError::ParticipantNotFound)?;
         let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
         t.muted = true;
         let info = t.info();
         p.version += 1;
         let conn = p.conn;
         if let Some(conn) = conn {
-            self.send(conn, Resp::Mute(lk::MuteTrackRequest { sid: track_sid.to_string(), muted: true }));
+            self.send(
+                conn,
+                Resp::Mute(lk::MuteTrackRequest {
+                    sid: track_sid.to_string(),
+                    muted: true,
+                }),
+            );
         }
         self.broadcast_participant(&sid, lk::participant_info::State::Active);
         Ok(info)
@@ -451,7 +532,10 @@ impl Sfu {
         permission: Option<&lk::ParticipantPermission>,
     ) -> Result<lk::ParticipantInfo, SignalError> {
         let sid = self.find(room, identity)?;
-        let p = self.participants.get_mut(&sid).ok_or(SignalError::ParticipantNotFound)?;
+        let p = self
+            .participants
+            .get_mut(&sid)
+            .ok_or(SignalError::ParticipantNotFound)?;
         if let Some(n) = name {
             p.name = n;
         }
@@ -486,11 +570,20 @@ impl Sfu {
         destinations: &[String],
         topic: Option<String>,
     ) -> Result<(), SignalError> {
-        let members = self.rooms.get(room).ok_or(SignalError::RoomNotFound)?.participants.clone();
+        let members = self
+            .rooms
+            .get(room)
+            .ok_or(SignalError::RoomNotFound)?
+            .participants
+            .clone();
         if data.len() > MAX_DATA_PACKET {
             return Err(SignalError::InvalidRequest);
         }
-        let kind = if reliable { lk::data_packet::Kind::Reliable } else { lk::data_packet::Kind::Lossy };
+        let kind = if reliable {
+            lk::data_packet::Kind::Reliable
+        } else {
+            lk::data_packet::Kind::Lossy
+        };
         let packet = lk::DataPacket {
             kind: kind as i32,
             destination_identities: destinations.to_vec(),
@@ -504,7 +597,9 @@ impl Sfu {
         };
         let bytes = packet.encode_to_vec();
         for sid in members {
-            let Some(p) = self.participants.get(&sid) else { continue };
+            let Some(p) = self.participants.get(&sid) else {
+                continue;
+            };
             if !destinations.is_empty() && !destinations.iter().any(|d| d == p.identity.as_str()) {
                 continue;
             }
@@ -516,14 +611,25 @@ impl Sfu {
 
     // -------------------------------------------------------------- internals
 
-    fn dispatch(&mut self, now: Now, conn: ConnId, sid: &ParticipantSid, msg: Req) -> Result<(), SignalError> {
+    fn dispatch(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        sid: &ParticipantSid,
+        msg: Req,
+    ) -> Result<(), SignalError> {
         match msg {
             Req::Offer(sd) => {
                 let publisher = self.participant(sid)?.publisher;
                 match self.media.accept_offer(publisher, &sd.sdp) {
                     Ok(answer) => self.send(
                         conn,
-                        Resp::Answer(lk::SessionDescription { r#type: "answer".into(), sdp: answer, id: sd.id, ..Default::default() }),
+                        Resp::Answer(lk::SessionDescription {
+                            r#type: "answer".into(),
+                            sdp: answer,
+                            id: sd.id,
+                            ..Default::default()
+                        }),
                     ),
                     Err(e) => {
                         tracing::info!(participant = %sid, error = %e, "publisher offer refused");
@@ -544,7 +650,11 @@ impl Sfu {
             }
             Req::Trickle(t) => {
                 let p = self.participant(sid)?;
-                let peer = if t.target == lk::SignalTarget::Subscriber as i32 { p.subscriber } else { p.publisher };
+                let peer = if t.target == lk::SignalTarget::Subscriber as i32 {
+                    p.subscriber
+                } else {
+                    p.publisher
+                };
                 let candidate = parse_candidate_init(&t.candidate_init).ok_or(SignalError::InvalidRequest)?;
                 if let Err(e) = self.media.add_remote_candidate(peer, &candidate) {
                     tracing::debug!(participant = %sid, error = %e, "remote candidate refused");
@@ -553,7 +663,10 @@ impl Sfu {
             Req::AddTrack(req) => self.add_track(conn, sid, req)?,
             Req::Mute(m) => {
                 let track_sid = TrackSid::parse(&m.sid).map_err(|_| SignalError::TrackNotFound)?;
-                let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                let p = self
+                    .participants
+                    .get_mut(sid)
+                    .ok_or(SignalError::ParticipantNotFound)?;
                 let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
                 if t.muted != m.muted {
                     t.muted = m.muted;
@@ -568,8 +681,13 @@ impl Sfu {
                 }
                 for ts in sids {
                     let Ok(track) = TrackSid::parse(&ts) else { continue };
-                    let Some(owner) = self.track_owner(sid, &track) else { continue };
-                    let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                    let Some(owner) = self.track_owner(sid, &track) else {
+                        continue;
+                    };
+                    let p = self
+                        .participants
+                        .get_mut(sid)
+                        .ok_or(SignalError::ParticipantNotFound)?;
                     p.wishes.entry(track.clone()).or_default().subscribed = s.subscribe;
                     if s.subscribe {
                         self.subscribe(sid, &owner, &track);
@@ -582,7 +700,9 @@ impl Sfu {
             Req::TrackSetting(s) => {
                 for ts in &s.track_sids {
                     let Ok(track) = TrackSid::parse(ts) else { continue };
-                    let Some(owner) = self.track_owner(sid, &track) else { continue };
+                    let Some(owner) = self.track_owner(sid, &track) else {
+                        continue;
+                    };
                     let quality = {
                         let op = self.participant(&owner)?;
                         let t = op.tracks.get(&track).ok_or(SignalError::TrackNotFound)?;
@@ -596,7 +716,10 @@ impl Sfu {
                             }
                         }
                     };
-                    let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                    let p = self
+                        .participants
+                        .get_mut(sid)
+                        .ok_or(SignalError::ParticipantNotFound)?;
                     let w = p.wishes.entry(track.clone()).or_default();
                     w.enabled = !s.disabled;
                     w.quality = quality;
@@ -611,10 +734,16 @@ impl Sfu {
             Req::Ping(ts) => self.send(conn, Resp::Pong(ts)),
             Req::PingReq(ping) => self.send(
                 conn,
-                Resp::PongResp(lk::Pong { last_ping_timestamp: ping.timestamp, timestamp: now.unix_ms }),
+                Resp::PongResp(lk::Pong {
+                    last_ping_timestamp: ping.timestamp,
+                    timestamp: now.unix_ms,
+                }),
             ),
             Req::UpdateMetadata(u) => {
-                let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+                let p = self
+                    .participants
+                    .get_mut(sid)
+                    .ok_or(SignalError::ParticipantNotFound)?;
                 if !p.permissions.can_update_metadata {
                     self.send(
                         conn,
@@ -658,12 +787,28 @@ impl Sfu {
         Ok(())
     }
 
-    fn add_track(&mut self, conn: ConnId, sid: &ParticipantSid, req: lk::AddTrackRequest) -> Result<(), SignalError> {
+    fn add_track(
+        &mut self,
+        conn: ConnId,
+        sid: &ParticipantSid,
+        req: lk::AddTrackRequest,
+    ) -> Result<(), SignalError> {
         let source = model::source_from_proto(req.source);
-        let kind = if req.r#type == lk::TrackType::Video as i32 { Kind::Video } else { Kind::Audio };
-        let p = self.participants.get_mut(sid).ok_or(SignalError::ParticipantNotFound)?;
+        let kind = if req.r#type == lk::TrackType::Video as i32 {
+            Kind::Video
+        } else {
+            Kind::Audio
+        };
+        let p = self
+            .participants
+            .get_mut(sid)
+            .ok_or(SignalError::ParticipantNotFound)?;
         let effective_source = if source == TrackSource::Unknown {
-            if kind == Kind::Video { TrackSource::Camera } else { TrackSource::Microphone }
+            if kind == Kind::Video {
+                TrackSource::Camera
+            } else {
+                TrackSource::Microphone
+            }
         } else {
             source
         };
@@ -685,10 +830,20 @@ impl Sfu {
         }
         if let Some(existing) = p.tracks.values().find(|t| t.cid == req.cid) {
             let info = existing.info();
-            self.send(conn, Resp::TrackPublished(lk::TrackPublishedResponse { cid: req.cid, track: Some(info) }));
+            self.send(
+                conn,
+                Resp::TrackPublished(lk::TrackPublishedResponse {
+                    cid: req.cid,
+                    track: Some(info),
+                }),
+            );
             return Ok(());
         }
-        let simulcast = req.layers.len() > 1 || req.simulcast_codecs.iter().any(|c| !c.layers.is_empty() && c.layers.len() > 1);
+        let simulcast = req.layers.len() > 1
+            || req
+                .simulcast_codecs
+                .iter()
+                .any(|c| !c.layers.is_empty() && c.layers.len() > 1);
         let track = Track {
             sid: TrackSid::random(),
             cid: req.cid.clone(),
@@ -708,15 +863,31 @@ impl Sfu {
         };
         let info = track.info();
         p.tracks.insert(track.sid.clone(), track);
-        self.send(conn, Resp::TrackPublished(lk::TrackPublishedResponse { cid: req.cid, track: Some(info) }));
+        self.send(
+            conn,
+            Resp::TrackPublished(lk::TrackPublishedResponse {
+                cid: req.cid,
+                track: Some(info),
+            }),
+        );
         Ok(())
     }
 
     fn on_media_event(&mut self, e: MediaEvent) {
         match e {
-            MediaEvent::TrackAdded { peer, mid, kind, track_id, rids } => {
-                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
-                let Some(p) = self.participants.get_mut(&sid) else { return };
+            MediaEvent::TrackAdded {
+                peer,
+                mid,
+                kind,
+                track_id,
+                rids,
+            } => {
+                let Some(sid) = self.by_peer.get(&peer).cloned() else {
+                    return;
+                };
+                let Some(p) = self.participants.get_mut(&sid) else {
+                    return;
+                };
                 // Match the media section to an announced track by the client's
                 // track id, else the oldest announced track of the same kind.
                 let matched = p
@@ -741,7 +912,11 @@ impl Sfu {
                 let room = p.room.clone();
                 self.broadcast_participant(&sid, lk::participant_info::State::Active);
                 // Auto-subscribe everyone else.
-                let others: Vec<ParticipantSid> = self.room_members(&room).into_iter().filter(|o| *o != sid).collect();
+                let others: Vec<ParticipantSid> = self
+                    .room_members(&room)
+                    .into_iter()
+                    .filter(|o| *o != sid)
+                    .collect();
                 for o in others {
                     let wants = self
                         .participants
@@ -754,9 +929,15 @@ impl Sfu {
                 }
             }
             MediaEvent::TrackRemoved { peer, mid } => {
-                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
-                let Some(p) = self.participants.get_mut(&sid) else { return };
-                let Some(track_sid) = p.track_by_mid(&mid).map(|t| t.sid.clone()) else { return };
+                let Some(sid) = self.by_peer.get(&peer).cloned() else {
+                    return;
+                };
+                let Some(p) = self.participants.get_mut(&sid) else {
+                    return;
+                };
+                let Some(track_sid) = p.track_by_mid(&mid).map(|t| t.sid.clone()) else {
+                    return;
+                };
                 p.tracks.remove(&track_sid);
                 p.version += 1;
                 let room = p.room.clone();
@@ -768,18 +949,18 @@ impl Sfu {
                 }
             }
             MediaEvent::Connected(peer) => {
-                if let Some(sid) = self.by_peer.get(&peer).cloned() {
-                    if let Some(p) = self.participants.get_mut(&sid) {
-                        p.media_lost_since = None;
-                    }
+                if let Some(sid) = self.by_peer.get(&peer).cloned()
+                    && let Some(p) = self.participants.get_mut(&sid)
+                {
+                    p.media_lost_since = None;
                 }
             }
             MediaEvent::Disconnected(peer) => {
                 let at = self.now.map(|n| n.mono);
-                if let (Some(sid), Some(at)) = (self.by_peer.get(&peer).cloned(), at) {
-                    if let Some(p) = self.participants.get_mut(&sid) {
-                        p.media_lost_since.get_or_insert(at);
-                    }
+                if let (Some(sid), Some(at)) = (self.by_peer.get(&peer).cloned(), at)
+                    && let Some(p) = self.participants.get_mut(&sid)
+                {
+                    p.media_lost_since.get_or_insert(at);
                 }
             }
             MediaEvent::Failed(peer) => {
@@ -788,17 +969,29 @@ impl Sfu {
                 }
             }
             MediaEvent::Data { peer, reliable, data } => self.relay_data(peer, reliable, &data),
-            MediaEvent::DowntrackStarted { peer, mid } => {
-                let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
-                let _ = mid;
-                let _ = sid;
+            MediaEvent::DowntrackStarted { peer, track_id } => {
+                let conn = self
+                    .by_peer
+                    .get(&peer)
+                    .and_then(|sid| self.participants.get(sid))
+                    .and_then(|p| p.conn);
+                if let Some(conn) = conn {
+                    self.send(
+                        conn,
+                        Resp::TrackSubscribed(lk::TrackSubscribed { track_sid: track_id }),
+                    );
+                }
             }
         }
     }
 
     fn relay_data(&mut self, peer: PeerId, reliable: bool, data: &[u8]) {
-        let Some(sid) = self.by_peer.get(&peer).cloned() else { return };
-        let Some(p) = self.participants.get(&sid) else { return };
+        let Some(sid) = self.by_peer.get(&peer).cloned() else {
+            return;
+        };
+        let Some(p) = self.participants.get(&sid) else {
+            return;
+        };
         if peer != p.publisher {
             return;
         }
@@ -823,7 +1016,9 @@ impl Sfu {
                 u.participant_sid = p.sid.to_string();
                 destinations.extend(u.destination_identities.iter().cloned());
             }
-            Some(lk::data_packet::Value::Speaker(_)) | Some(lk::data_packet::Value::Metrics(_)) | None => return,
+            Some(lk::data_packet::Value::Speaker(_)) | Some(lk::data_packet::Value::Metrics(_)) | None => {
+                return;
+            }
             Some(_) => {}
         }
         let bytes = packet.encode_to_vec();
@@ -832,7 +1027,9 @@ impl Sfu {
             if o == sid {
                 continue;
             }
-            let Some(op) = self.participants.get(&o) else { continue };
+            let Some(op) = self.participants.get(&o) else {
+                continue;
+            };
             if !destinations.is_empty() && !destinations.iter().any(|d| d == op.identity.as_str()) {
                 continue;
             }
@@ -841,12 +1038,16 @@ impl Sfu {
     }
 
     fn subscribe(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid) {
-        let Some(pubp) = self.participants.get(publisher) else { return };
+        let Some(pubp) = self.participants.get(publisher) else {
+            return;
+        };
         let Some(t) = pubp.tracks.get(track) else { return };
         let Some(mid) = t.mid.clone() else { return };
         let publisher_peer = pubp.publisher;
         let stream_id = format!("{}|{}", pubp.sid, t.sid);
-        let Some(subp) = self.participants.get(subscriber) else { return };
+        let Some(subp) = self.participants.get(subscriber) else {
+            return;
+        };
         if !subp.permissions.can_subscribe {
             return;
         }
@@ -855,36 +1056,66 @@ impl Sfu {
             return;
         }
         let sub_peer = subp.subscriber;
-        if self.media.subscribe(sub_peer, publisher_peer, &mid, &stream_id, track.as_str()).is_ok() {
-            self.media.set_downtrack(sub_peer, publisher_peer, &mid, wish.enabled, wish.quality);
+        if self
+            .media
+            .subscribe(sub_peer, publisher_peer, &mid, &stream_id, track.as_str())
+            .is_ok()
+        {
+            self.media
+                .set_downtrack(sub_peer, publisher_peer, &mid, wish.enabled, wish.quality);
         }
     }
 
     fn unsubscribe(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid) {
-        let Some(pubp) = self.participants.get(publisher) else { return };
-        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else { return };
+        let Some(pubp) = self.participants.get(publisher) else {
+            return;
+        };
+        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else {
+            return;
+        };
         let publisher_peer = pubp.publisher;
-        let Some(subp) = self.participants.get(subscriber) else { return };
+        let Some(subp) = self.participants.get(subscriber) else {
+            return;
+        };
         self.media.unsubscribe(subp.subscriber, publisher_peer, &mid);
     }
 
-    fn apply_wish(&mut self, subscriber: &ParticipantSid, publisher: &ParticipantSid, track: &TrackSid, wish: Wish) {
-        let Some(pubp) = self.participants.get(publisher) else { return };
-        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else { return };
+    fn apply_wish(
+        &mut self,
+        subscriber: &ParticipantSid,
+        publisher: &ParticipantSid,
+        track: &TrackSid,
+        wish: Wish,
+    ) {
+        let Some(pubp) = self.participants.get(publisher) else {
+            return;
+        };
+        let Some(mid) = pubp.tracks.get(track).and_then(|t| t.mid.clone()) else {
+            return;
+        };
         let publisher_peer = pubp.publisher;
-        let Some(subp) = self.participants.get(subscriber) else { return };
-        self.media.set_downtrack(subp.subscriber, publisher_peer, &mid, wish.enabled, wish.quality);
+        let Some(subp) = self.participants.get(subscriber) else {
+            return;
+        };
+        self.media
+            .set_downtrack(subp.subscriber, publisher_peer, &mid, wish.enabled, wish.quality);
     }
 
     /// Sends the subscriber connection a new offer if anything changed.
     fn negotiate_subscriber(&mut self, sid: &ParticipantSid) {
-        let Some(p) = self.participants.get(sid) else { return };
+        let Some(p) = self.participants.get(sid) else {
+            return;
+        };
         let (peer, conn) = (p.subscriber, p.conn);
         let Some(conn) = conn else { return };
         match self.media.create_offer(peer) {
             Ok(Some(sdp)) => self.send(
                 conn,
-                Resp::Offer(lk::SessionDescription { r#type: "offer".into(), sdp, ..Default::default() }),
+                Resp::Offer(lk::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp,
+                    ..Default::default()
+                }),
             ),
             Ok(None) => {}
             Err(e) => tracing::debug!(participant = %sid, error = %e, "no subscriber offer"),
@@ -892,14 +1123,17 @@ impl Sfu {
     }
 
     fn remove_participant(&mut self, sid: &ParticipantSid, reason: lk::DisconnectReason) {
-        let Some(p) = self.participants.remove(sid) else { return };
+        let Some(p) = self.participants.remove(sid) else {
+            return;
+        };
         self.media.remove_peer(p.publisher);
         self.media.remove_peer(p.subscriber);
         self.by_peer.remove(&p.publisher);
         self.by_peer.remove(&p.subscriber);
         if let Some(conn) = p.conn {
             self.by_conn.remove(&conn);
-            if reason != lk::DisconnectReason::ClientInitiated && reason != lk::DisconnectReason::SignalClose {
+            if reason != lk::DisconnectReason::ClientInitiated && reason != lk::DisconnectReason::SignalClose
+            {
                 self.send(
                     conn,
                     Resp::Leave(lk::LeaveRequest {
@@ -915,10 +1149,10 @@ impl Sfu {
         let now = self.now.map(|n| n.mono);
         if let Some(room) = self.rooms.get_mut(&p.room) {
             room.participants.retain(|s| s != sid);
-            if room.participants.is_empty() {
-                if let Some(now) = now {
-                    room.empty_since = now;
-                }
+            if room.participants.is_empty()
+                && let Some(now) = now
+            {
+                room.empty_since = now;
             }
         }
         tracing::info!(room = %p.room, participant = %sid, ?reason, "participant removed");
@@ -935,14 +1169,21 @@ impl Sfu {
     }
 
     fn broadcast_participant(&mut self, sid: &ParticipantSid, state: lk::participant_info::State) {
-        let Some(p) = self.participants.get(sid) else { return };
+        let Some(p) = self.participants.get(sid) else {
+            return;
+        };
         let info = p.info(state);
         let room = p.room.clone();
         let own_conn = p.conn;
         let hidden = p.permissions.hidden;
         // The participant itself learns of its own changes (e.g. permissions).
         if let Some(conn) = own_conn {
-            self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: vec![info.clone()] }));
+            self.send(
+                conn,
+                Resp::Update(lk::ParticipantUpdate {
+                    participants: vec![info.clone()],
+                }),
+            );
         }
         if hidden {
             return;
@@ -950,7 +1191,12 @@ impl Sfu {
         self.send_update_to_room(&room, Some(sid), info);
     }
 
-    fn send_update_to_room(&mut self, room: &RoomName, except: Option<&ParticipantSid>, info: lk::ParticipantInfo) {
+    fn send_update_to_room(
+        &mut self,
+        room: &RoomName,
+        except: Option<&ParticipantSid>,
+        info: lk::ParticipantInfo,
+    ) {
         let conns: Vec<ConnId> = self
             .room_members(room)
             .iter()
@@ -958,12 +1204,19 @@ impl Sfu {
             .filter_map(|s| self.participants.get(s).and_then(|p| p.conn))
             .collect();
         for conn in conns {
-            self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: vec![info.clone()] }));
+            self.send(
+                conn,
+                Resp::Update(lk::ParticipantUpdate {
+                    participants: vec![info.clone()],
+                }),
+            );
         }
     }
 
     fn join_response(&self, sid: &ParticipantSid) -> lk::JoinResponse {
-        let Some(p) = self.participants.get(sid) else { return lk::JoinResponse::default() };
+        let Some(p) = self.participants.get(sid) else {
+            return lk::JoinResponse::default();
+        };
         let others = self
             .room_members(&p.room)
             .iter()
@@ -1003,7 +1256,10 @@ impl Sfu {
     }
 
     fn room_members(&self, room: &RoomName) -> Vec<ParticipantSid> {
-        self.rooms.get(room).map(|r| r.participants.clone()).unwrap_or_default()
+        self.rooms
+            .get(room)
+            .map(|r| r.participants.clone())
+            .unwrap_or_default()
     }
 
     fn participant(&self, sid: &ParticipantSid) -> Result<&Participant, SignalError> {
@@ -1024,15 +1280,19 @@ impl Sfu {
     /// The owner of a track in the same room as `asker`.
     fn track_owner(&self, asker: &ParticipantSid, track: &TrackSid) -> Option<ParticipantSid> {
         let room = &self.participants.get(asker)?.room;
-        self.room_members(room)
-            .into_iter()
-            .find(|s| self.participants.get(s).is_some_and(|p| p.tracks.contains_key(track)))
+        self.room_members(room).into_iter().find(|s| {
+            self.participants
+                .get(s)
+                .is_some_and(|p| p.tracks.contains_key(track))
+        })
     }
 
     fn send(&mut self, conn: ConnId, message: Resp) {
         self.out.push_back(Output::Signal {
             conn,
-            message: Box::new(lk::SignalResponse { message: Some(message) }),
+            message: Box::new(lk::SignalResponse {
+                message: Some(message),
+            }),
         });
     }
 

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use conclave_media::{Kind, MediaId, PeerId, Quality};
-use conclave_types::{ParticipantIdentity, ParticipantSid, Permissions, RoomName, RoomSid, TrackSid, TrackSource};
+use conclave_types::{
+    ParticipantIdentity, ParticipantSid, Permissions, RoomName, RoomSid, TrackSid, TrackSource,
+};
 use livekit_protocol as lk;
 
 /// Identifies one signalling connection (one WebSocket).
@@ -118,7 +120,11 @@ pub(crate) struct Wish {
 
 impl Default for Wish {
     fn default() -> Self {
-        Self { subscribed: true, enabled: true, quality: Quality::High }
+        Self {
+            subscribed: true,
+            enabled: true,
+            quality: Quality::High,
+        }
     }
 }
 
@@ -152,7 +158,12 @@ impl Participant {
             sid: self.sid.to_string(),
             identity: self.identity.to_string(),
             state: state as i32,
-            tracks: self.tracks.values().filter(|t| t.mid.is_some()).map(Track::info).collect(),
+            tracks: self
+                .tracks
+                .values()
+                .filter(|t| t.mid.is_some())
+                .map(Track::info)
+                .collect(),
             metadata: self.metadata.clone(),
             joined_at: self.joined_unix_ms / 1000,
             joined_at_ms: self.joined_unix_ms,
@@ -208,7 +219,11 @@ pub(crate) fn permission_from_proto(p: &lk::ParticipantPermission) -> Permission
     Permissions {
         can_subscribe: p.can_subscribe,
         can_publish: p.can_publish,
-        sources: p.can_publish_sources.iter().map(|s| source_from_proto(*s)).collect(),
+        sources: p
+            .can_publish_sources
+            .iter()
+            .map(|s| source_from_proto(*s))
+            .collect(),
         can_publish_data: p.can_publish_data,
         can_update_metadata: p.can_update_metadata,
         hidden: p.hidden,

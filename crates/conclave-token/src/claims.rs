@@ -138,39 +138,19 @@ impl<'de> Deserialize<'de> for TrackSource {
 #[serde(rename_all = "camelCase")]
 pub struct VideoGrant {
     /// May create and delete rooms (RoomService).
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub room_create: bool,
     /// May list rooms (RoomService).
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub room_list: bool,
     /// May record rooms.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub room_record: bool,
     /// May administer [`VideoGrant::room`] (RoomService participant calls).
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub room_admin: bool,
     /// May join [`VideoGrant::room`].
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub room_join: bool,
     /// The room this grant is for (empty when none).
     #[serde(
@@ -196,39 +176,19 @@ pub struct VideoGrant {
     )]
     pub can_publish_sources: Vec<TrackSource>,
     /// May change its own name, metadata and attributes.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub can_update_own_metadata: bool,
     /// May administer ingresses.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub ingress_admin: bool,
     /// Invisible to the other participants.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub hidden: bool,
     /// Joins as a recorder.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub recorder: bool,
     /// Joins as an agent.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]
     pub agent: bool,
     /// Room a participant may be forwarded or moved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,8 +211,7 @@ impl VideoGrant {
     /// `canPublishData`, absent meaning the same as `canPublish`.
     #[must_use]
     pub fn publish_data_allowed(&self) -> bool {
-        self.can_publish_data
-            .unwrap_or_else(|| self.publish_allowed())
+        self.can_publish_data.unwrap_or_else(|| self.publish_allowed())
     }
 
     /// Whether `source` may be published: `canPublish` must hold, and when
@@ -661,10 +620,7 @@ mod tests {
             can_publish: Some(false),
             ..VideoGrant::default()
         };
-        assert!(
-            !g.publish_data_allowed(),
-            "data follows canPublish when absent"
-        );
+        assert!(!g.publish_data_allowed(), "data follows canPublish when absent");
         assert!(!g.source_allowed(TrackSource::Camera));
         let g = VideoGrant {
             can_publish: Some(false),
@@ -673,10 +629,7 @@ mod tests {
             ..VideoGrant::default()
         };
         assert!(g.publish_data_allowed());
-        assert!(
-            !g.source_allowed(TrackSource::Camera),
-            "canPublish=false wins"
-        );
+        assert!(!g.source_allowed(TrackSource::Camera), "canPublish=false wins");
         let g = VideoGrant {
             can_publish_sources: vec![TrackSource::Microphone, TrackSource::Unknown],
             ..VideoGrant::default()

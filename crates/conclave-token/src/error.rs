@@ -73,10 +73,7 @@ impl TokenError {
             | Self::Expired
             | Self::NotYetValid
             | Self::MissingIdentity => 401,
-            Self::JoinNotAllowed
-            | Self::MissingRoom
-            | Self::RoomMismatch
-            | Self::PermissionDenied => 403,
+            Self::JoinNotAllowed | Self::MissingRoom | Self::RoomMismatch | Self::PermissionDenied => 403,
             Self::EmptyCredentials | Self::Encode => 500,
         }
     }

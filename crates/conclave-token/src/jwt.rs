@@ -198,10 +198,7 @@ impl Verifier {
             .decode(signature_b64)
             .map_err(|_| TokenError::Malformed)?;
         let signed_len = header_b64.len() + 1 + payload_b64.len();
-        let signed = token
-            .as_bytes()
-            .get(..signed_len)
-            .ok_or(TokenError::Malformed)?;
+        let signed = token.as_bytes().get(..signed_len).ok_or(TokenError::Malformed)?;
         let mut mac = mac_for(secret)?;
         mac.update(signed);
         mac.verify_slice(&signature)
@@ -224,9 +221,7 @@ impl Verifier {
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice::<ObjectOnly<T>>(&bytes)
         .map(|o| o.0)
         .map_err(|_| TokenError::Malformed)
@@ -266,8 +261,7 @@ mod tests {
 
     fn verifier() -> Verifier {
         let mut v = Verifier::new();
-        v.insert(ApiKey::new(PY_KEY), ApiSecret::new(PY_SECRET))
-            .unwrap();
+        v.insert(ApiKey::new(PY_KEY), ApiSecret::new(PY_SECRET)).unwrap();
         v.insert(ApiKey::new(NODE_KEY), ApiSecret::new(NODE_SECRET))
             .unwrap();
         v
@@ -305,10 +299,7 @@ mod tests {
             g.publish_sources,
             vec![TrackSource::Camera, TrackSource::Microphone]
         );
-        assert_eq!(
-            c.join_grant(Some("other-room")),
-            Err(TokenError::RoomMismatch)
-        );
+        assert_eq!(c.join_grant(Some("other-room")), Err(TokenError::RoomMismatch));
 
         let admin = v.verify(PY_ADMIN, NOW).unwrap();
         assert!(admin.sub.is_empty());
@@ -318,10 +309,7 @@ mod tests {
             admin.require_room_admin("other-room"),
             Err(TokenError::PermissionDenied)
         );
-        assert_eq!(
-            admin.require_room_create(),
-            Err(TokenError::PermissionDenied)
-        );
+        assert_eq!(admin.require_room_create(), Err(TokenError::PermissionDenied));
 
         let agent = v.verify(PY_AGENT, NOW).unwrap();
         assert_eq!(agent.kind.as_deref(), Some("agent"));
@@ -372,22 +360,13 @@ mod tests {
         assert!(v.verify(PY_BOB_SHORT, PY_NBF).is_ok());
         assert!(v.verify(PY_BOB_SHORT, BOB_EXP).is_ok(), "within leeway");
         assert!(v.verify(PY_BOB_SHORT, BOB_EXP + 9).is_ok(), "within leeway");
-        assert_eq!(
-            v.verify(PY_BOB_SHORT, BOB_EXP + 10),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(v.verify(PY_BOB_SHORT, BOB_EXP + 10), Err(TokenError::Expired));
         assert_eq!(v.verify(PY_BOB_SHORT, NOW), Err(TokenError::Expired));
         assert!(v.verify(PY_BOB_SHORT, PY_NBF - 10).is_ok(), "within leeway");
-        assert_eq!(
-            v.verify(PY_BOB_SHORT, PY_NBF - 11),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(v.verify(PY_BOB_SHORT, PY_NBF - 11), Err(TokenError::NotYetValid));
         let strict = verifier().with_leeway(0);
         assert_eq!(strict.leeway(), 0);
-        assert_eq!(
-            strict.verify(PY_BOB_SHORT, BOB_EXP),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(strict.verify(PY_BOB_SHORT, BOB_EXP), Err(TokenError::Expired));
         assert_eq!(
             strict.verify(PY_BOB_SHORT, PY_NBF - 1),
             Err(TokenError::NotYetValid)
@@ -474,10 +453,7 @@ mod tests {
     fn forged_baseline_verifies() {
         // Sanity check for the helpers the refusal tests below rely on.
         let v = verifier();
-        assert!(
-            v.verify(&forge(HS256, &payload(""), PY_SECRET), NOW)
-                .is_ok()
-        );
+        assert!(v.verify(&forge(HS256, &payload(""), PY_SECRET), NOW).is_ok());
         assert!(
             v.verify(&forge(r#"{"alg":"HS256"}"#, &payload(""), PY_SECRET), NOW)
                 .is_ok()
@@ -503,10 +479,7 @@ mod tests {
             b64(br#"{"alg":"none","typ":"JWT"}"#),
             b64(payload("").as_bytes())
         );
-        assert_eq!(
-            v.verify(&unsigned, NOW),
-            Err(TokenError::UnsupportedAlgorithm)
-        );
+        assert_eq!(v.verify(&unsigned, NOW), Err(TokenError::UnsupportedAlgorithm));
         for alg in ["none", "None", "NONE", "hs256", "HS256 ", ""] {
             let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
             assert_eq!(
@@ -661,9 +634,8 @@ mod tests {
     fn refuses_join_without_identity() {
         let v = verifier();
         for sub in [r#""sub":"","#, ""] {
-            let p = format!(
-                r#"{{"iss":"pykey",{sub}"exp":4948936931,"video":{{"roomJoin":true,"room":"r"}}}}"#
-            );
+            let p =
+                format!(r#"{{"iss":"pykey",{sub}"exp":4948936931,"video":{{"roomJoin":true,"room":"r"}}}}"#);
             assert_eq!(
                 v.verify(&forge(HS256, &p, PY_SECRET), NOW),
                 Err(TokenError::MissingIdentity)
@@ -673,9 +645,7 @@ mod tests {
         let p = r#"{"iss":"pykey","exp":4948936931,"video":{"room":"r","roomAdmin":true}}"#;
         let c = v.verify(&forge(HS256, p, PY_SECRET), NOW).unwrap();
         assert_eq!(c.join_grant(Some("r")), Err(TokenError::JoinNotAllowed));
-        let c = v
-            .verify(&forge(HS256, &payload(""), PY_SECRET), NOW)
-            .unwrap();
+        let c = v.verify(&forge(HS256, &payload(""), PY_SECRET), NOW).unwrap();
         assert_eq!(
             c.video,
             VideoGrant {

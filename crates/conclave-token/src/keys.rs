@@ -136,10 +136,7 @@ mod tests {
     fn secret_debug_is_redacted() {
         let s = ApiSecret::new("hunter2-hunter2-hunter2-hunter2-xx");
         assert_eq!(format!("{s:?}"), "ApiSecret(<redacted>)");
-        assert_eq!(
-            format!("{:?}", Some(s.clone())),
-            "Some(ApiSecret(<redacted>))"
-        );
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some(ApiSecret(<redacted>))");
         assert!(s.is_strong());
         assert!(!ApiSecret::new("short").is_strong());
     }
@@ -148,10 +145,7 @@ mod tests {
     fn key_display_and_serde() {
         let k = ApiKey::new("APIabc");
         assert_eq!(k.to_string(), "APIabc");
-        assert_eq!(
-            serde_json::to_string(&k).expect("serialize key"),
-            "\"APIabc\""
-        );
+        assert_eq!(serde_json::to_string(&k).expect("serialize key"), "\"APIabc\"");
         let s: ApiSecret = serde_json::from_str("\"xyz\"").expect("deserialize secret");
         assert_eq!(s.expose(), "xyz");
     }
