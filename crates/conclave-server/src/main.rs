@@ -159,8 +159,8 @@ fn run(cli: Cli) -> Result<(), String> {
             claims.name = name;
             let mut parsed = Vec::new();
             for s in &sources {
-                let src = conclave_token::TrackSource::parse(s);
-                if src == conclave_token::TrackSource::Unknown {
+                let src = conclave_types::TrackSource::parse(s);
+                if src == conclave_types::TrackSource::Unknown {
                     return Err(format!("unknown source {s:?}"));
                 }
                 parsed.push(src);

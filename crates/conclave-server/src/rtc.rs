@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use conclave_runtime::ConnOut;
 use conclave_signal::{ConnId, JoinParams};
 use conclave_token::{JoinGrant, TokenError};
-use conclave_types::{ParticipantIdentity, Permissions, RoomName, TrackSource};
+use conclave_types::{ParticipantIdentity, Permissions, RoomName};
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as lk;
 use prost::Message as _;
@@ -90,11 +90,7 @@ fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> 
     let permissions = Permissions {
         can_subscribe: g.can_subscribe,
         can_publish: g.can_publish,
-        sources: g
-            .publish_sources
-            .iter()
-            .filter_map(|s| TrackSource::from_token_str(s.as_str()))
-            .collect(),
+        sources: g.publish_sources.clone(),
         can_publish_data: g.can_publish_data,
         can_update_metadata: g.can_update_own_metadata,
         hidden: false,

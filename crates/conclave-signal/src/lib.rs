@@ -793,7 +793,7 @@ impl Sfu {
         sid: &ParticipantSid,
         req: lk::AddTrackRequest,
     ) -> Result<(), SignalError> {
-        let source = model::source_from_proto(req.source);
+        let source = TrackSource::from_proto(req.source);
         let kind = if req.r#type == lk::TrackType::Video as i32 {
             Kind::Video
         } else {

@@ -99,7 +99,7 @@ impl Track {
             height: self.height,
             simulcast: self.simulcast,
             disable_dtx: self.disable_dtx,
-            source: source_to_proto(self.source),
+            source: self.source.to_proto(),
             layers: self.layers.clone(),
             mime_type: self.mime_type.clone(),
             mid: self.mid.as_ref().map(|m| m.to_string()).unwrap_or_default(),
@@ -183,32 +183,12 @@ impl Participant {
     }
 }
 
-pub(crate) fn source_to_proto(s: TrackSource) -> i32 {
-    (match s {
-        TrackSource::Camera => lk::TrackSource::Camera,
-        TrackSource::Microphone => lk::TrackSource::Microphone,
-        TrackSource::ScreenShare => lk::TrackSource::ScreenShare,
-        TrackSource::ScreenShareAudio => lk::TrackSource::ScreenShareAudio,
-        TrackSource::Unknown => lk::TrackSource::Unknown,
-    }) as i32
-}
-
-pub(crate) fn source_from_proto(v: i32) -> TrackSource {
-    match lk::TrackSource::try_from(v) {
-        Ok(lk::TrackSource::Camera) => TrackSource::Camera,
-        Ok(lk::TrackSource::Microphone) => TrackSource::Microphone,
-        Ok(lk::TrackSource::ScreenShare) => TrackSource::ScreenShare,
-        Ok(lk::TrackSource::ScreenShareAudio) => TrackSource::ScreenShareAudio,
-        _ => TrackSource::Unknown,
-    }
-}
-
 pub(crate) fn permission_to_proto(p: &Permissions) -> lk::ParticipantPermission {
     lk::ParticipantPermission {
         can_subscribe: p.can_subscribe,
         can_publish: p.can_publish,
         can_publish_data: p.can_publish_data,
-        can_publish_sources: p.sources.iter().map(|s| source_to_proto(*s)).collect(),
+        can_publish_sources: p.sources.iter().map(|s| s.to_proto()).collect(),
         hidden: p.hidden,
         can_update_metadata: p.can_update_metadata,
         ..Default::default()
@@ -222,7 +202,7 @@ pub(crate) fn permission_from_proto(p: &lk::ParticipantPermission) -> Permission
         sources: p
             .can_publish_sources
             .iter()
-            .map(|s| source_from_proto(*s))
+            .map(|s| TrackSource::from_proto(*s))
             .collect(),
         can_publish_data: p.can_publish_data,
         can_update_metadata: p.can_update_metadata,

@@ -15,115 +15,30 @@ use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::TokenError;
 
-/// A kind of media a participant may publish, as listed in
-/// `video.canPublishSources`.
-///
-/// On the wire these are the lowercase names `"camera"`, `"microphone"`,
-/// `"screen_share"` and `"screen_share_audio"`, compared exactly as the
-/// reference server does. Any other string parses as [`TrackSource::Unknown`],
-/// which grants nothing (and serializes back as `"unknown"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TrackSource {
-    /// A camera video track.
-    Camera,
-    /// A microphone audio track.
-    Microphone,
-    /// A screen-share video track.
-    ScreenShare,
-    /// The audio of a screen share.
-    ScreenShareAudio,
-    /// A name this crate does not know.
-    Unknown,
-}
+pub use conclave_types::TrackSource;
 
-impl TrackSource {
-    /// The four sources a participant can be allowed to publish.
-    pub const ALL: [Self; 4] = [
-        Self::Camera,
-        Self::Microphone,
-        Self::ScreenShare,
-        Self::ScreenShareAudio,
-    ];
+/// (De)serializes `canPublishSources` as a list of token names. An unknown
+/// name reads as [`TrackSource::Unknown`], which grants nothing (and writes
+/// back as `"unknown"`).
+mod source_list {
+    use super::TrackSource;
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    /// The wire name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Camera => "camera",
-            Self::Microphone => "microphone",
-            Self::ScreenShare => "screen_share",
-            Self::ScreenShareAudio => "screen_share_audio",
-            Self::Unknown => "unknown",
-        }
+    pub fn serialize<S: Serializer>(v: &[TrackSource], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.as_str()))
     }
 
-    /// Parses a wire name; anything unrecognised is [`TrackSource::Unknown`].
-    #[must_use]
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "camera" => Self::Camera,
-            "microphone" => Self::Microphone,
-            "screen_share" => Self::ScreenShare,
-            "screen_share_audio" => Self::ScreenShareAudio,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// From the number of the LiveKit protocol's `TrackSource` enum
-    /// (0 unknown, 1 camera, 2 microphone, 3 screen share, 4 screen share audio).
-    #[must_use]
-    pub fn from_proto(value: i32) -> Self {
-        match value {
-            1 => Self::Camera,
-            2 => Self::Microphone,
-            3 => Self::ScreenShare,
-            4 => Self::ScreenShareAudio,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// The number of the LiveKit protocol's `TrackSource` enum.
-    #[must_use]
-    pub fn to_proto(self) -> i32 {
-        match self {
-            Self::Unknown => 0,
-            Self::Camera => 1,
-            Self::Microphone => 2,
-            Self::ScreenShare => 3,
-            Self::ScreenShareAudio => 4,
-        }
-    }
-}
-
-impl fmt::Display for TrackSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for TrackSource {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TrackSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SourceVisitor;
-        impl Visitor<'_> for SourceVisitor {
-            type Value = TrackSource;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a track source name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<TrackSource, E> {
-                Ok(TrackSource::parse(v))
-            }
-        }
-        deserializer.deserialize_str(SourceVisitor)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TrackSource>, D::Error> {
+        let names: Option<Vec<String>> = Option::deserialize(d)?;
+        Ok(names
+            .unwrap_or_default()
+            .iter()
+            .map(|n| TrackSource::parse(n))
+            .collect())
     }
 }
 
@@ -169,11 +84,7 @@ pub struct VideoGrant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub can_publish_data: Option<bool>,
     /// When non-empty, only these sources may be published.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, with = "source_list", skip_serializing_if = "Vec::is_empty")]
     pub can_publish_sources: Vec<TrackSource>,
     /// May change its own name, metadata and attributes.
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_false")]

@@ -145,6 +145,10 @@ pub fn random_base62(len: usize) -> String {
 }
 
 /// Where a published track comes from. Permissions are granted per source.
+///
+/// Tokens name sources `"camera"`, `"microphone"`, `"screen_share"` and
+/// `"screen_share_audio"`; anything else is [`TrackSource::Unknown`], which
+/// grants nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TrackSource {
     Camera,
@@ -164,7 +168,7 @@ impl TrackSource {
     ];
 
     /// The name used in access tokens (`canPublishSources`).
-    pub fn as_token_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TrackSource::Camera => "camera",
             TrackSource::Microphone => "microphone",
@@ -174,15 +178,44 @@ impl TrackSource {
         }
     }
 
-    /// Parses the token name of a source.
-    pub fn from_token_str(s: &str) -> Option<Self> {
-        Some(match s {
+    /// Parses a token name; anything unrecognised is [`TrackSource::Unknown`].
+    pub fn parse(name: &str) -> Self {
+        match name {
             "camera" => TrackSource::Camera,
             "microphone" => TrackSource::Microphone,
             "screen_share" => TrackSource::ScreenShare,
             "screen_share_audio" => TrackSource::ScreenShareAudio,
-            _ => return None,
-        })
+            _ => TrackSource::Unknown,
+        }
+    }
+
+    /// From the LiveKit protocol's `TrackSource` number
+    /// (0 unknown, 1 camera, 2 microphone, 3 screen share, 4 screen share audio).
+    pub fn from_proto(value: i32) -> Self {
+        match value {
+            1 => TrackSource::Camera,
+            2 => TrackSource::Microphone,
+            3 => TrackSource::ScreenShare,
+            4 => TrackSource::ScreenShareAudio,
+            _ => TrackSource::Unknown,
+        }
+    }
+
+    /// The LiveKit protocol's `TrackSource` number.
+    pub fn to_proto(self) -> i32 {
+        match self {
+            TrackSource::Unknown => 0,
+            TrackSource::Camera => 1,
+            TrackSource::Microphone => 2,
+            TrackSource::ScreenShare => 3,
+            TrackSource::ScreenShareAudio => 4,
+        }
+    }
+}
+
+impl fmt::Display for TrackSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -262,7 +295,10 @@ mod tests {
         p.can_publish = false;
         assert!(!p.may_publish(TrackSource::Microphone));
         for s in TrackSource::ALL {
-            assert_eq!(TrackSource::from_token_str(s.as_token_str()), Some(s));
+            assert_eq!(TrackSource::parse(s.as_str()), s);
+            assert_eq!(TrackSource::from_proto(s.to_proto()), s);
         }
+        assert_eq!(TrackSource::parse("Camera"), TrackSource::Unknown);
+        assert_eq!(TrackSource::from_proto(99), TrackSource::Unknown);
     }
 }
