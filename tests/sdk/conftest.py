@@ -93,6 +93,11 @@ def server() -> Iterator[Server]:
             "CONCLAVE_MEDIA_ANNOUNCE": "127.0.0.1",
             "CONCLAVE_AUTH_API_KEY": api_key,
             "CONCLAVE_AUTH_API_SECRET": api_secret,
+            # Debug logging includes addresses from the ICE layer, so the
+            # log redaction is put to the test (test_server_ops.py).
+            "CONCLAVE_LOG_LEVEL": "debug,is=debug",
+            "CONCLAVE_LOG_FORMAT": "text",
+            "NO_COLOR": "1",
         }
     )
     stdout_f = open(stdout_path, "wb")
