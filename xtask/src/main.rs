@@ -19,13 +19,15 @@ fn main() -> ExitCode {
         "test" => test(&rest),
         "build-web" => build_web(),
         "setup" => setup(),
+        "fuzz" => fuzz(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  serve [ARGS]   build everything and run the server (ARGS go to `conclave serve`)\n  \
                  test           install prerequisites and run every check and test\n  \
                  build-web      build the web app into web/dist\n  \
-                 setup          install the test prerequisites only"
+                 setup          install the test prerequisites only\n  \
+                 fuzz [SECS]    run every fuzz target for SECS seconds each (default 60; needs a nightly toolchain)"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -231,4 +233,40 @@ fn test(args: &[String]) -> Result<()> {
     } else {
         Err(format!("failed: {}", failed.join(", ")))
     }
+}
+
+/// The fuzz targets in `fuzz/fuzz_targets`.
+const FUZZ_TARGETS: [&str; 4] = ["token_verify", "signal_request", "media_datagram", "keyframe"];
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let secs: u64 = match args.first() {
+        Some(s) => s.parse().map_err(|_| format!("not a number of seconds: {s}"))?,
+        None => 60,
+    };
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        return Err("fuzzing needs a nightly toolchain: rustup toolchain install nightly".into());
+    }
+    if !have("cargo-fuzz") {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        // The rustup proxy, so that `+nightly` selects the toolchain.
+        run(Command::new("cargo")
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={secs}"),
+            ])
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .current_dir(root().join("fuzz")))?;
+    }
+    Ok(())
 }

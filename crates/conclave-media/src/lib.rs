@@ -218,6 +218,9 @@ pub struct MediaCore {
     counters: Counters,
     /// Last cumulative (nacks, keyframe requests) per outgoing stream.
     egress_seen: HashMap<(PeerId, Mid, Option<Rid>), (u64, u64)>,
+    /// One DTLS certificate for every connection, made once: generating a
+    /// key pair per connection would dominate the cost of a join.
+    dtls_cert: Option<str0m::config::DtlsCert>,
     now: Option<Instant>,
 }
 
@@ -273,6 +276,9 @@ impl MediaCore {
             out: VecDeque::new(),
             counters: Counters::default(),
             egress_seen: HashMap::new(),
+            dtls_cert: str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
             now: None,
         }
     }
@@ -292,7 +298,11 @@ impl MediaCore {
     pub fn add_peer(&mut self, now: Instant, role: Role) -> PeerId {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder();
+        if let Some(cert) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = builder
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .enable_bwe(None)
