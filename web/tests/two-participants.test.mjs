@@ -59,6 +59,16 @@ test('two participants see and hear each other, then one leaves', { timeout: 120
       t.diagnostic(`${who.label}: inbound ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
     }
 
+    // The fake microphones beep: the server announces speakers, and each page
+    // highlights the other's tile while it sounds.
+    for (const [who, otherName] of [[alice, 'Bob'], [bob, 'Alice']]) {
+      const otherIdentity = await participantItem(who.page, otherName).getAttribute('data-identity');
+      assert.ok(otherIdentity, `${who.label} knows ${otherName}'s identity`);
+      await who.page
+        .locator(`[data-testid="video-tile"][data-identity="${otherIdentity}"].speaking`)
+        .waitFor({ state: 'attached', timeout: 20_000 });
+    }
+
     // Bob leaves: Alice sees him go, Bob sees the after-meeting screen.
     await bob.page.getByTestId('leave-button').click();
     await bob.page.getByTestId('left-screen').waitFor({ timeout: 15_000 });

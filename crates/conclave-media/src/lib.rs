@@ -36,6 +36,10 @@ pub const LOSSY_LABEL: &str = "_lossy";
 
 /// How often at most a keyframe is requested from one publisher stream.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Weight of a new audio level sample in the smoothed level.
+const LEVEL_SMOOTHING: f32 = 0.1;
+/// An audio level older than this counts as silence (DTX sends nothing).
+const LEVEL_STALE: Duration = Duration::from_millis(500);
 /// A simulcast layer without packets for this long is considered stopped.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
 
@@ -242,6 +246,9 @@ struct Peer {
 
 struct Source {
     kind: Kind,
+    /// Smoothed audio level (linear, 0..1) from the RFC 6464 header extension.
+    level: f32,
+    last_level_at: Option<Instant>,
     rids: Vec<Rid>,
     /// Last time a packet arrived per layer (`None` = no simulcast).
     last_packet: HashMap<Option<Rid>, Instant>,
@@ -286,6 +293,31 @@ impl MediaCore {
     /// Traffic counters since start.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Smoothed audio level (linear amplitude, 0..1) of every published
+    /// audio track that carried a level recently.
+    pub fn audio_levels(&self, now: Instant) -> Vec<(PeerId, MediaId, f32)> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| s.kind == Kind::Audio)
+            .filter(|(_, s)| {
+                s.last_level_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < LEVEL_STALE)
+            })
+            .map(|((peer, mid), s)| (*peer, MediaId::from(*mid), s.level))
+            .collect()
+    }
+
+    /// The highest quality any subscriber currently wants of a published
+    /// track; `None` when nobody receives it.
+    pub fn wanted_quality(&self, publisher: PeerId, mid: &MediaId) -> Option<Quality> {
+        let src = self.sources.get(&(publisher, Mid::from(mid.as_str())))?;
+        src.downtracks
+            .iter()
+            .filter(|d| d.enabled && d.mid.is_some())
+            .map(|d| d.max_quality)
+            .max()
     }
 
     /// Number of peer connections.
@@ -790,6 +822,8 @@ impl MediaCore {
             (id, mid),
             Source {
                 kind: kind.into(),
+                level: 0.0,
+                last_level_at: None,
                 rids: rids.clone(),
                 last_packet: HashMap::new(),
                 last_keyframe_request: HashMap::new(),
@@ -872,6 +906,12 @@ impl MediaCore {
             return;
         };
         src.last_packet.insert(rid, now);
+        if let Some(db) = pkt.header.ext_vals.audio_level {
+            // -dBov to linear amplitude, smoothed over about ten packets.
+            let linear = 10f32.powf(f32::from(db.clamp(-127, 0)) / 20.0);
+            src.level += (linear - src.level) * LEVEL_SMOOTHING;
+            src.last_level_at = Some(now);
+        }
         let codec = in_params
             .map(|pp| video_codec(pp.spec().codec))
             .unwrap_or(VideoCodec::Other);

@@ -39,6 +39,10 @@ pub const PING_INTERVAL_SECS: i32 = 5;
 pub const PING_TIMEOUT_SECS: i32 = 15;
 /// How long a participant whose media connection dropped may take to come back.
 const MEDIA_LOSS_GRACE: Duration = Duration::from_secs(20);
+/// How often speakers and wanted layers are re-evaluated.
+const TICK: Duration = Duration::from_millis(300);
+/// Smoothed level above which a participant counts as speaking (about -40 dBov).
+const SPEAKING_LEVEL: f32 = 0.01;
 /// Largest data packet relayed.
 pub const MAX_DATA_PACKET: usize = 64 * 1024;
 
@@ -132,6 +136,7 @@ pub struct Sfu {
     by_peer: HashMap<PeerId, ParticipantSid>,
     out: VecDeque<Output>,
     now: Option<Now>,
+    next_tick: Option<Instant>,
 }
 
 impl Sfu {
@@ -145,6 +150,7 @@ impl Sfu {
             by_peer: HashMap::new(),
             out: VecDeque::new(),
             now: None,
+            next_tick: None,
         }
     }
 
@@ -262,6 +268,7 @@ impl Sfu {
             }
         }
         self.negotiate_subscriber(&sid);
+        self.update_dynacast();
         self.flush_media();
         Ok(sid)
     }
@@ -284,6 +291,7 @@ impl Sfu {
         }
         let Some(msg) = req.message else { return Ok(()) };
         let result = self.dispatch(now, conn, &sid, msg);
+        self.update_dynacast();
         self.flush_media();
         result
     }
@@ -325,6 +333,12 @@ impl Sfu {
         self.now = Some(now);
         self.media.handle_timeout(now.mono);
         self.flush_media();
+        if self.next_tick.is_some_and(|t| now.mono < t) {
+            return;
+        }
+        self.next_tick = Some(now.mono + TICK);
+        self.update_speakers(now.mono);
+        self.update_dynacast();
         // Participants that stopped pinging or lost media for good.
         let ping_timeout = Duration::from_secs(PING_TIMEOUT_SECS as u64);
         let gone: Vec<(ParticipantSid, lk::DisconnectReason)> = self
@@ -398,9 +412,9 @@ impl Sfu {
                     if let Some(o) = self.out.pop_front() {
                         return o;
                     }
-                    // Wake at least once a second for the session timers.
-                    let cap = self.now.map(|n| n.mono + Duration::from_secs(1));
-                    return Output::Timeout(cap.map_or(t, |c| c.min(t)));
+                    // Wake for the session's own periodic work too.
+                    let tick = self.next_tick.or(self.now.map(|n| n.mono));
+                    return Output::Timeout(tick.map_or(t, |c| c.min(t)));
                 }
             }
         }
@@ -417,6 +431,7 @@ impl Sfu {
             settings,
             created_unix_ms: now.unix_ms,
             participants: Vec::new(),
+            speakers: Vec::new(),
             had_participants: false,
             empty_since: now.mono,
         });
@@ -860,6 +875,13 @@ impl Sfu {
             disable_dtx: req.disable_dtx,
             mid: None,
             mime_type: String::new(),
+            codec: req
+                .simulcast_codecs
+                .first()
+                .map(|c| c.codec.to_ascii_lowercase())
+                .filter(|c| c.len() <= 16 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or_default(),
+            announced_quality: None,
         };
         let info = track.info();
         p.tracks.insert(track.sid.clone(), track);
@@ -903,9 +925,10 @@ impl Sfu {
                 if let Some(t) = p.tracks.get_mut(&track_sid) {
                     t.mid = Some(mid);
                     t.simulcast = t.simulcast || rids.len() > 1;
-                    t.mime_type = match kind {
-                        Kind::Audio => "audio/opus".into(),
-                        Kind::Video => "video/vp8".into(),
+                    t.mime_type = match (kind, t.codec.is_empty()) {
+                        (Kind::Audio, _) => "audio/opus".into(),
+                        (Kind::Video, false) => format!("video/{}", t.codec),
+                        (Kind::Video, true) => String::new(),
                     };
                 }
                 p.version += 1;
@@ -982,6 +1005,117 @@ impl Sfu {
                     );
                 }
             }
+        }
+    }
+
+    /// Announces who speaks, per room, when the set or its order changes.
+    fn update_speakers(&mut self, now: Instant) {
+        let mut levels: HashMap<ParticipantSid, f32> = HashMap::new();
+        for (peer, _, level) in self.media.audio_levels(now) {
+            if let Some(sid) = self.by_peer.get(&peer) {
+                let l = levels.entry(sid.clone()).or_default();
+                *l = l.max(level);
+            }
+        }
+        let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
+        for name in rooms {
+            let Some(room) = self.rooms.get(&name) else {
+                continue;
+            };
+            let mut speaking: Vec<(ParticipantSid, f32)> = room
+                .participants
+                .iter()
+                .filter(|s| self.participants.get(*s).is_some_and(|p| !p.permissions.hidden))
+                .filter_map(|s| levels.get(s).map(|l| (s.clone(), *l)))
+                .filter(|(_, l)| *l >= SPEAKING_LEVEL)
+                .collect();
+            speaking.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let now_speaking: Vec<ParticipantSid> = speaking.iter().map(|(s, _)| s.clone()).collect();
+            if now_speaking == room.speakers {
+                continue;
+            }
+            let mut infos: Vec<lk::SpeakerInfo> = speaking
+                .iter()
+                .map(|(sid, level)| lk::SpeakerInfo {
+                    sid: sid.to_string(),
+                    level: level.min(1.0),
+                    active: true,
+                })
+                .collect();
+            for gone in room.speakers.iter().filter(|s| !now_speaking.contains(s)) {
+                infos.push(lk::SpeakerInfo {
+                    sid: gone.to_string(),
+                    level: 0.0,
+                    active: false,
+                });
+            }
+            let conns: Vec<ConnId> = room
+                .participants
+                .iter()
+                .filter_map(|s| self.participants.get(s))
+                .filter_map(|p| p.conn)
+                .collect();
+            if let Some(room) = self.rooms.get_mut(&name) {
+                room.speakers = now_speaking;
+            }
+            for conn in conns {
+                self.send(
+                    conn,
+                    Resp::SpeakersChanged(lk::SpeakersChanged {
+                        speakers: infos.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Tells publishers which simulcast layers anyone still receives, so
+    /// unwatched layers stop (dynacast).
+    fn update_dynacast(&mut self) {
+        let mut updates: Vec<(ConnId, lk::SubscribedQualityUpdate)> = Vec::new();
+        for p in self.participants.values_mut() {
+            let Some(conn) = p.conn else { continue };
+            for t in p.tracks.values_mut() {
+                let Some(mid) = &t.mid else { continue };
+                if t.kind != Kind::Video || !t.simulcast {
+                    continue;
+                }
+                let wanted = self.media.wanted_quality(p.publisher, mid);
+                if t.announced_quality == Some(wanted) {
+                    continue;
+                }
+                t.announced_quality = Some(wanted);
+                let qualities: Vec<lk::SubscribedQuality> = [
+                    (lk::VideoQuality::Low, Quality::Low),
+                    (lk::VideoQuality::Medium, Quality::Medium),
+                    (lk::VideoQuality::High, Quality::High),
+                ]
+                .into_iter()
+                .map(|(q, ours)| lk::SubscribedQuality {
+                    quality: q as i32,
+                    enabled: wanted >= Some(ours),
+                })
+                .collect();
+                let codecs = if t.codec.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![lk::SubscribedCodec {
+                        codec: t.codec.clone(),
+                        qualities: qualities.clone(),
+                    }]
+                };
+                updates.push((
+                    conn,
+                    lk::SubscribedQualityUpdate {
+                        track_sid: t.sid.to_string(),
+                        subscribed_qualities: qualities,
+                        subscribed_codecs: codecs,
+                    },
+                ));
+            }
+        }
+        for (conn, update) in updates {
+            self.send(conn, Resp::SubscribedQualityUpdate(update));
         }
     }
 

@@ -44,6 +44,8 @@ pub(crate) struct Room {
     pub created_unix_ms: i64,
     /// Participants in join order.
     pub participants: Vec<ParticipantSid>,
+    /// Participants announced as speaking, loudest first.
+    pub speakers: Vec<ParticipantSid>,
     pub had_participants: bool,
     pub empty_since: Instant,
 }
@@ -83,6 +85,11 @@ pub(crate) struct Track {
     /// The publisher connection's media section, once the offer carried it.
     pub mid: Option<MediaId>,
     pub mime_type: String,
+    /// The codec the client named when announcing the track (e.g. `vp8`).
+    pub codec: String,
+    /// The qualities last announced to the publisher (dynacast); `None`
+    /// before the first announcement.
+    pub announced_quality: Option<Option<Quality>>,
 }
 
 impl Track {
@@ -250,6 +257,8 @@ mod tests {
             disable_dtx: false,
             mid: None,
             mime_type: String::new(),
+            codec: String::new(),
+            announced_quality: None,
         }
     }
 
