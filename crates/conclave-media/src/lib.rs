@@ -10,6 +10,7 @@
 //! so end-to-end encrypted media passes through untouched. Only RTP headers
 //! and codec payload descriptors are read (for keyframes and layer switches).
 
+mod alloc;
 mod keyframe;
 mod rewrite;
 
@@ -40,6 +41,8 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const LEVEL_SMOOTHING: f32 = 0.1;
 /// An audio level older than this counts as silence (DTX sends nothing).
 const LEVEL_STALE: Duration = Duration::from_millis(500);
+/// How often layer bitrates are measured and downlinks shared out.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer without packets for this long is considered stopped.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
 
@@ -225,6 +228,7 @@ pub struct MediaCore {
     /// One DTLS certificate for every connection, made once: generating a
     /// key pair per connection would dominate the cost of a join.
     dtls_cert: Option<str0m::config::DtlsCert>,
+    last_allocation: Option<Instant>,
     now: Option<Instant>,
 }
 
@@ -238,6 +242,8 @@ struct Peer {
     reliable: Option<ChannelId>,
     lossy: Option<ChannelId>,
     needs_channels: bool,
+    /// The congestion controller's estimate of the downlink (bit/s).
+    estimate: Option<u64>,
     /// Media sections to switch off in the next offer.
     pending_inactive: Vec<Mid>,
     /// An offer must follow once the outstanding one is answered.
@@ -253,6 +259,9 @@ struct Source {
     /// Last time a packet arrived per layer (`None` = no simulcast).
     last_packet: HashMap<Option<Rid>, Instant>,
     last_keyframe_request: HashMap<Option<Rid>, Instant>,
+    /// Bytes received per layer since the last measurement, and the
+    /// smoothed bit rate (bit/s).
+    rates: HashMap<Option<Rid>, (u64, Option<u64>)>,
     downtracks: Vec<Downtrack>,
 }
 
@@ -264,6 +273,8 @@ struct Downtrack {
     track_id: String,
     enabled: bool,
     max_quality: Quality,
+    /// The highest layer the subscriber's estimated downlink allows.
+    bwe_cap: Quality,
     current: Option<Option<Rid>>,
     rewriter: rewrite::Rewriter,
     pt_map: HashMap<u8, Option<u8>>,
@@ -286,6 +297,7 @@ impl MediaCore {
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
                 .generate_certificate(),
+            last_allocation: None,
             now: None,
         }
     }
@@ -358,6 +370,7 @@ impl MediaCore {
             reliable: None,
             lossy: None,
             needs_channels: false,
+            estimate: None,
             pending_inactive: Vec::new(),
             renegotiate: false,
         };
@@ -523,6 +536,7 @@ impl MediaCore {
             track_id: track_id.to_owned(),
             enabled: true,
             max_quality: Quality::High,
+            bwe_cap: Quality::High,
             current: None,
             rewriter: rewrite::Rewriter::new(clock_rate),
             pt_map: HashMap::new(),
@@ -634,6 +648,14 @@ impl MediaCore {
     /// Drives timers. Call at (or after) the time of the last `Output::Timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = Some(now);
+        match self.last_allocation {
+            None => self.last_allocation = Some(now),
+            Some(t) if now.saturating_duration_since(t) >= ALLOCATION_INTERVAL => {
+                self.allocate(now, now.saturating_duration_since(t));
+                self.last_allocation = Some(now);
+            }
+            Some(_) => {}
+        }
         for (id, p) in self.peers.iter_mut() {
             if p.next_timeout.is_none_or(|t| t <= now) {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -781,6 +803,11 @@ impl MediaCore {
                     data: d.data,
                 });
             }
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.estimate = Some(estimate.as_u64());
+                }
+            }
             Event::MediaEgressStats(st) => {
                 let seen = self.egress_seen.entry((id, st.mid, st.rid)).or_default();
                 let keyframes = st.plis + st.firs;
@@ -827,6 +854,7 @@ impl MediaCore {
                 rids: rids.clone(),
                 last_packet: HashMap::new(),
                 last_keyframe_request: HashMap::new(),
+                rates: HashMap::new(),
                 downtracks: Vec::new(),
             },
         );
@@ -849,6 +877,70 @@ impl MediaCore {
                 if let Some(p) = self.peers.get_mut(&d.peer) {
                     p.pending_inactive.push(mid);
                 }
+            }
+        }
+    }
+
+    /// Measures layer bit rates and shares each subscriber's estimated
+    /// downlink over its video tracks (see `alloc`).
+    fn allocate(&mut self, now: Instant, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        for src in self.sources.values_mut() {
+            for (layer, (bytes, rate)) in src.rates.iter_mut() {
+                let active = src
+                    .last_packet
+                    .get(layer)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < LAYER_IDLE);
+                let measured = (*bytes as f64 * 8.0 / secs) as u64;
+                *bytes = 0;
+                *rate = active.then(|| rate.map_or(measured, |r| (r + measured) / 2));
+            }
+        }
+        let subscribers: Vec<(PeerId, u64)> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| p.estimate.map(|e| (*id, e)))
+            .collect();
+        for (peer, estimate) in subscribers {
+            // Audio and single-stream video are never cut: take them off first.
+            let mut fixed: u64 = 0;
+            let mut demands = Vec::new();
+            let mut slots = Vec::new();
+            for (key, src) in self.sources.iter() {
+                for (i, d) in src.downtracks.iter().enumerate() {
+                    if d.peer != peer || !d.enabled || d.mid.is_none() {
+                        continue;
+                    }
+                    if src.kind == Kind::Audio || src.rids.is_empty() {
+                        fixed += src.rates.values().filter_map(|(_, r)| *r).sum::<u64>();
+                        continue;
+                    }
+                    let mut layers = [None; 3];
+                    for (pos, rid) in src.rids.iter().enumerate() {
+                        let idx = rid_rank(rid, pos).min(2);
+                        layers[idx] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
+                    }
+                    demands.push(alloc::Demand {
+                        max: d.max_quality,
+                        layers,
+                    });
+                    slots.push((*key, i));
+                }
+            }
+            let grants = alloc::allocate(estimate.saturating_sub(fixed), &demands);
+            for ((key, i), g) in slots.iter().zip(grants.iter()) {
+                if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
+                    d.bwe_cap = g.cap;
+                }
+            }
+            let minimum: u64 = fixed + grants.iter().map(|g| g.rate).sum::<u64>();
+            let desired = fixed + alloc::desired(&demands);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.rtc.bwe().set_bitrate(
+                    str0m::bwe::Bitrate::bps(minimum),
+                    str0m::bwe::Bitrate::bps(desired.max(minimum)),
+                );
+                self.dirty.insert(peer);
             }
         }
     }
@@ -906,6 +998,7 @@ impl MediaCore {
             return;
         };
         src.last_packet.insert(rid, now);
+        src.rates.entry(rid).or_default().0 += (pkt.payload.len() + pkt.header.header_len) as u64;
         if let Some(db) = pkt.header.ext_vals.audio_level {
             // -dBov to linear amplitude, smoothed over about ten packets.
             let linear = 10f32.powf(f32::from(db.clamp(-127, 0)) / 20.0);
@@ -922,7 +1015,7 @@ impl MediaCore {
             if !d.enabled {
                 continue;
             }
-            let want = choose_layer(&src.rids, &src.last_packet, d.max_quality, now);
+            let want = choose_layer(&src.rids, &src.last_packet, d.max_quality.min(d.bwe_cap), now);
             if d.current != Some(want) {
                 if rid != want {
                     continue;
