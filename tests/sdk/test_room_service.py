@@ -145,6 +145,25 @@ async def _room_service(server) -> None:
         still = [t for t in after.tracks if t.sid == audio_pub.sid]
         assert still and still[0].muted, "pat's track is no longer muted after a refused unmute"
 
+        # Nobody can be made invisible to the others.
+        try:
+            await asyncio.wait_for(
+                lkapi.room.update_participant(
+                    api.UpdateParticipantRequest(
+                        room=room_name,
+                        identity="pat",
+                        permission=api.ParticipantPermission(
+                            can_subscribe=True, can_publish=True, can_publish_data=True, hidden=True
+                        ),
+                    )
+                ),
+                EVENT_TIMEOUT_S,
+            )
+        except api.TwirpError as e:
+            print(f"UpdateParticipant(hidden=True) refused: HTTP {e.status} {e.code}: {e.message}")
+        else:
+            raise AssertionError("UpdateParticipant(hidden=True) succeeded; hidden participants must not exist")
+
         # Name and metadata changes reach the participant.
         updated = await call(
             "UpdateParticipant",

@@ -97,6 +97,32 @@ def test_token_with_unknown_key_is_refused(server, run):
     print(f"unknown-key token refused: {message}")
 
 
+def test_hidden_participant_is_refused(server, run):
+    """Nobody listens in unseen: a token with the hidden grant cannot join."""
+    room = unique_room("hidden")
+    token = server.token("ghost", room, hidden=True)
+    message = run(_refused(server, room, token, "hidden token"))
+    print(f"hidden token refused: {message}")
+
+
+def test_unsigned_token_is_refused(server, run):
+    """A token with algorithm "none" and no signature."""
+    import base64
+    import json
+    import time
+
+    def b64(obj) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    room = unique_room("unsigned")
+    now = int(time.time())
+    claims = {"iss": server.api_key, "sub": "mallory", "nbf": now - 10, "exp": now + 600,
+              "video": {"roomJoin": True, "room": room}}
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    message = run(_refused(server, room, token, "unsigned token"))
+    print(f"unsigned token refused: {message}")
+
+
 def test_can_publish_false_cannot_publish(server, run):
     run(_cannot_publish(server))
 
