@@ -244,6 +244,10 @@ struct Peer {
     needs_channels: bool,
     /// The congestion controller's estimate of the downlink (bit/s).
     estimate: Option<u64>,
+    /// The next offer restarts ICE.
+    ice_restart: bool,
+    /// The SDP of the last offer made.
+    last_offer: Option<String>,
     /// Media sections to switch off in the next offer.
     pending_inactive: Vec<Mid>,
     /// An offer must follow once the outstanding one is answered.
@@ -371,6 +375,8 @@ impl MediaCore {
             lossy: None,
             needs_channels: false,
             estimate: None,
+            ice_restart: false,
+            last_offer: None,
             pending_inactive: Vec::new(),
             renegotiate: false,
         };
@@ -428,6 +434,9 @@ impl MediaCore {
             return Ok(None);
         }
         let mut api = p.rtc.sdp_api();
+        if std::mem::take(&mut p.ice_restart) {
+            api.ice_restart(true);
+        }
         if p.needs_channels {
             api.add_channel_with_config(ChannelConfig {
                 label: RELIABLE_LABEL.into(),
@@ -473,7 +482,22 @@ impl MediaCore {
             return Ok(None);
         };
         p.pending_offer = Some(pending);
-        Ok(Some(offer.to_sdp_string()))
+        let sdp = offer.to_sdp_string();
+        p.last_offer = Some(sdp.clone());
+        Ok(Some(sdp))
+    }
+
+    /// For a client that lost its signalling connection and came back: the
+    /// outstanding offer again if one was never answered, else a new offer
+    /// with fresh ICE credentials so the client can reach us from a new
+    /// network address.
+    pub fn restart_offer(&mut self, peer: PeerId) -> Result<Option<String>, MediaError> {
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        if p.pending_offer.is_some() {
+            return Ok(p.last_offer.clone());
+        }
+        p.ice_restart = true;
+        self.create_offer(peer)
     }
 
     /// Applies the client's answer to our last offer. Returns whether a new

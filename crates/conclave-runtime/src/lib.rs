@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_signal::{ConnId, JoinParams, Now, Output, Sfu, SignalError};
+use conclave_types::{ParticipantIdentity, ParticipantSid, RoomName};
 use livekit_protocol as lk;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -36,10 +37,24 @@ enum Command {
         conn: ConnId,
         request: Box<lk::SignalRequest>,
     },
+    Resume {
+        conn: ConnId,
+        resume: Box<Resume>,
+        outbox: mpsc::UnboundedSender<ConnOut>,
+        reply: oneshot::Sender<Result<(), SignalError>>,
+    },
     Disconnect {
         conn: ConnId,
     },
     Run(Job),
+}
+
+/// Who wants to resume which session.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub sid: ParticipantSid,
+    pub room: RoomName,
+    pub identity: ParticipantIdentity,
 }
 
 /// Errors of the runtime.
@@ -76,6 +91,25 @@ impl EngineHandle {
             .send(Command::Join {
                 conn,
                 params,
+                outbox,
+                reply,
+            })
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Reattaches a participant whose signalling connection dropped.
+    pub async fn resume(
+        &self,
+        conn: ConnId,
+        resume: Resume,
+        outbox: mpsc::UnboundedSender<ConnOut>,
+    ) -> Result<Result<(), SignalError>, RuntimeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Resume {
+                conn,
+                resume: Box::new(resume),
                 outbox,
                 reply,
             })
@@ -182,6 +216,14 @@ async fn run(
                 Some(Command::Join { conn, params, outbox, reply }) => {
                     outboxes.insert(conn, outbox);
                     let r = sfu.handle_join(now(), conn, *params).map(|_| ());
+                    if r.is_err() {
+                        outboxes.remove(&conn);
+                    }
+                    let _ = reply.send(r);
+                }
+                Some(Command::Resume { conn, resume, outbox, reply }) => {
+                    outboxes.insert(conn, outbox);
+                    let r = sfu.handle_resume(now(), conn, &resume.sid, &resume.room, &resume.identity);
                     if r.is_err() {
                         outboxes.remove(&conn);
                     }

@@ -7,10 +7,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use conclave_runtime::ConnOut;
+use conclave_runtime::{ConnOut, Resume};
 use conclave_signal::{ConnId, JoinParams};
 use conclave_token::{JoinGrant, TokenError};
-use conclave_types::{ParticipantIdentity, Permissions, RoomName};
+use conclave_types::{ParticipantIdentity, ParticipantSid, Permissions, RoomName};
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as lk;
 use prost::Message as _;
@@ -143,25 +143,52 @@ pub(crate) async fn connect(
         Err(r) => return r.into_response(),
     };
     let reconnect = params.get("reconnect").is_some_and(|v| v == "1");
+    // A resume names the session; a malformed sid means a fresh join.
+    let resume = if reconnect {
+        params
+            .get("sid")
+            .and_then(|s| ParticipantSid::parse(s).ok())
+            .map(|sid| Resume {
+                sid,
+                room: join.room.clone(),
+                identity: join.identity.clone(),
+            })
+    } else {
+        None
+    };
     ws.max_message_size(MAX_SIGNAL_MESSAGE)
         .max_frame_size(MAX_SIGNAL_MESSAGE)
-        .on_upgrade(move |socket| session(state, socket, join, reconnect))
+        .on_upgrade(move |socket| session(state, socket, join, reconnect, resume))
 }
 
-async fn session(state: AppState, socket: WebSocket, join: JoinParams, reconnect: bool) {
-    let (mut sink, mut stream) = socket.split();
+async fn session(
+    state: AppState,
+    socket: WebSocket,
+    join: JoinParams,
+    reconnect: bool,
+    resume: Option<Resume>,
+) {
+    let (mut sink, stream) = socket.split();
+    let conn: ConnId = state.engine.new_conn();
+    let (tx, rx) = mpsc::unbounded_channel::<ConnOut>();
     if reconnect {
-        // Sessions are not resumed: ask the client to join afresh.
-        let leave = leave_message(
-            lk::DisconnectReason::StateMismatch,
-            lk::leave_request::Action::Reconnect,
-        );
-        let _ = sink.send(Message::Binary(leave.into())).await;
-        let _ = sink.send(Message::Close(None)).await;
+        let resumed = match resume {
+            Some(r) => matches!(state.engine.resume(conn, r, tx).await, Ok(Ok(()))),
+            None => false,
+        };
+        if !resumed {
+            // The session is gone: ask the client to join afresh.
+            let leave = leave_message(
+                lk::DisconnectReason::StateMismatch,
+                lk::leave_request::Action::Reconnect,
+            );
+            let _ = sink.send(Message::Binary(leave.into())).await;
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        }
+        pump(state, conn, sink, stream, rx).await;
         return;
     }
-    let conn: ConnId = state.engine.new_conn();
-    let (tx, mut rx) = mpsc::unbounded_channel::<ConnOut>();
     match state.engine.join(conn, Box::new(join), tx).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -181,6 +208,20 @@ async fn session(state: AppState, socket: WebSocket, join: JoinParams, reconnect
         }
         Err(_) => return,
     }
+    pump(state, conn, sink, stream, rx).await;
+}
+
+type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
+type WsStream = futures_util::stream::SplitStream<WebSocket>;
+
+/// Carries messages both ways until either side closes.
+async fn pump(
+    state: AppState,
+    conn: ConnId,
+    mut sink: WsSink,
+    mut stream: WsStream,
+    mut rx: mpsc::UnboundedReceiver<ConnOut>,
+) {
     loop {
         tokio::select! {
             out = rx.recv() => match out {

@@ -296,17 +296,85 @@ impl Sfu {
         result
     }
 
-    /// The signalling connection closed. Without session resumption the
-    /// participant leaves.
+    /// The signalling connection closed without a leave. The participant
+    /// stays (its media may still flow) and can resume with a new
+    /// connection; it is removed when it does not come back within the ping
+    /// timeout.
     pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
         self.now = Some(now);
-        if let Some(sid) = self.by_conn.remove(&conn) {
-            if let Some(p) = self.participants.get_mut(&sid) {
-                p.conn = None;
-            }
-            self.remove_participant(&sid, lk::DisconnectReason::SignalClose);
+        if let Some(sid) = self.by_conn.remove(&conn)
+            && let Some(p) = self.participants.get_mut(&sid)
+            && p.conn == Some(conn)
+        {
+            tracing::info!(participant = %sid, "signalling connection lost; waiting for the participant to resume");
+            p.conn = None;
         }
         self.flush_media();
+    }
+
+    /// A client reconnects its signalling for an existing session (`reconnect=1`
+    /// with its participant sid). The token must name the same room and
+    /// identity. On success the client gets a reconnect response, the current
+    /// roster and a subscriber offer that restarts ICE.
+    pub fn handle_resume(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        sid: &ParticipantSid,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+    ) -> Result<(), SignalError> {
+        self.now = Some(now);
+        let p = self
+            .participants
+            .get_mut(sid)
+            .ok_or(SignalError::ParticipantNotFound)?;
+        if &p.room != room || &p.identity != identity {
+            tracing::warn!(participant = %sid, "refused to resume a session with another participant's token");
+            return Err(SignalError::NotAllowed);
+        }
+        let old = p.conn.replace(conn);
+        p.last_ping = now.mono;
+        let subscriber = p.subscriber;
+        if let Some(old) = old {
+            self.by_conn.remove(&old);
+            self.out.push_back(Output::Close { conn: old });
+        }
+        self.by_conn.insert(conn, sid.clone());
+        tracing::info!(participant = %sid, "participant resumed");
+        let server_info = self.join_response(sid).server_info;
+        self.send(
+            conn,
+            Resp::Reconnect(lk::ReconnectResponse {
+                server_info,
+                ..Default::default()
+            }),
+        );
+        let others: Vec<lk::ParticipantInfo> = self
+            .room_members(room)
+            .iter()
+            .filter(|s| *s != sid)
+            .filter_map(|s| self.participants.get(s))
+            .filter(|o| !o.permissions.hidden)
+            .map(|o| o.info(lk::participant_info::State::Active))
+            .collect();
+        if !others.is_empty() {
+            self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: others }));
+        }
+        match self.media.restart_offer(subscriber) {
+            Ok(Some(sdp)) => self.send(
+                conn,
+                Resp::Offer(lk::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp,
+                    ..Default::default()
+                }),
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(participant = %sid, error = %e, "no restart offer"),
+        }
+        self.flush_media();
+        Ok(())
     }
 
     /// A datagram arrived on the media socket.
