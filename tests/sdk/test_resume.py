@@ -14,6 +14,7 @@ from sdk_helpers import (
     publish_audio,
     safe_disconnect,
     unique_room,
+    wait_until,
 )
 
 from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
@@ -36,6 +37,12 @@ async def _resume(server) -> None:
             "track_subscribed",
             lambda t, p, who: who.identity == "alice" and p.sid == pub.sid,
             what="bob to receive alice's audio",
+        )
+        # The server rates every connection; on loopback it is excellent.
+        await wait_until(
+            lambda: bob_room.remote_participants["alice"].connection_quality
+            == rtc.ConnectionQuality.QUALITY_EXCELLENT,
+            what="bob to learn alice's connection quality from the server",
         )
         sid_before = alice_room.local_participant.sid
         gone: list[str] = []

@@ -186,6 +186,17 @@ pub enum MediaEvent {
     DowntrackStarted { peer: PeerId, track_id: String },
 }
 
+/// The recent quality of one peer connection's link, from RTCP reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkStats {
+    /// Worst fraction of packets lost (0..1) over the connection's streams.
+    pub loss: f32,
+    /// Round-trip time, when known.
+    pub rtt: Option<Duration>,
+    /// When the figures were last updated.
+    pub at: Instant,
+}
+
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -244,6 +255,8 @@ struct Peer {
     needs_channels: bool,
     /// The congestion controller's estimate of the downlink (bit/s).
     estimate: Option<u64>,
+    /// Link quality from the last stats round.
+    link: Option<LinkStats>,
     /// The next offer restarts ICE.
     ice_restart: bool,
     /// The SDP of the last offer made.
@@ -336,6 +349,11 @@ impl MediaCore {
             .max()
     }
 
+    /// The recent link quality of a peer connection.
+    pub fn link_stats(&self, peer: PeerId) -> Option<LinkStats> {
+        self.peers.get(&peer).and_then(|p| p.link)
+    }
+
     /// Number of peer connections.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -375,6 +393,7 @@ impl MediaCore {
             lossy: None,
             needs_channels: false,
             estimate: None,
+            link: None,
             ice_restart: false,
             last_offer: None,
             pending_inactive: Vec::new(),
@@ -832,7 +851,9 @@ impl MediaCore {
                     p.estimate = Some(estimate.as_u64());
                 }
             }
+            Event::MediaIngressStats(st) => self.note_link(id, st.loss, st.rtt, st.timestamp),
             Event::MediaEgressStats(st) => {
+                self.note_link(id, st.loss, st.rtt, st.timestamp);
                 let seen = self.egress_seen.entry((id, st.mid, st.rid)).or_default();
                 let keyframes = st.plis + st.firs;
                 self.counters.nacks_received += st.nacks.saturating_sub(seen.0);
@@ -847,6 +868,24 @@ impl MediaCore {
             }
             _ => {}
         }
+    }
+
+    /// Folds one stream's report into its connection's link figures: the
+    /// worst loss within a stats round counts.
+    fn note_link(&mut self, id: PeerId, loss: Option<f32>, rtt: Option<Duration>, at: Instant) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        let loss = loss.unwrap_or(0.0).clamp(0.0, 1.0);
+        p.link = Some(match p.link {
+            Some(l) if at.saturating_duration_since(l.at) < Duration::from_millis(500) => LinkStats {
+                loss: l.loss.max(loss),
+                rtt: match (l.rtt, rtt) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                },
+                at: l.at,
+            },
+            _ => LinkStats { loss, rtt, at },
+        });
     }
 
     fn on_media_added(

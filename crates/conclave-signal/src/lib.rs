@@ -221,6 +221,7 @@ impl Sfu {
             media_lost_since: None,
             client_protocol: params.client_protocol,
             kind: lk::participant_info::Kind::Standard as i32,
+            quality: None,
         };
         self.by_conn.insert(conn, sid.clone());
         self.by_peer.insert(publisher, sid.clone());
@@ -407,6 +408,7 @@ impl Sfu {
         self.next_tick = Some(now.mono + TICK);
         self.update_speakers(now.mono);
         self.update_dynacast();
+        self.update_connection_quality(now.mono);
         // Participants that stopped pinging or lost media for good.
         let ping_timeout = Duration::from_secs(PING_TIMEOUT_SECS as u64);
         let gone: Vec<(ParticipantSid, lk::DisconnectReason)> = self
@@ -1137,6 +1139,54 @@ impl Sfu {
         }
     }
 
+    /// Tells everyone in a room how good each participant's connection is,
+    /// when a rating changes.
+    fn update_connection_quality(&mut self, now: Instant) {
+        let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
+        for name in rooms {
+            let members = self.room_members(&name);
+            let mut changed = Vec::new();
+            for sid in &members {
+                let Some(p) = self.participants.get(sid) else {
+                    continue;
+                };
+                let links = [
+                    self.media.link_stats(p.publisher),
+                    self.media.link_stats(p.subscriber),
+                ];
+                let (quality, score) = rate_connection(&links, p.media_lost_since.is_some(), now);
+                if let Some(p) = self.participants.get_mut(sid)
+                    && p.quality != Some(quality)
+                {
+                    p.quality = Some(quality);
+                    if !p.permissions.hidden {
+                        changed.push(lk::ConnectionQualityInfo {
+                            participant_sid: sid.to_string(),
+                            quality: quality as i32,
+                            score,
+                        });
+                    }
+                }
+            }
+            if changed.is_empty() {
+                continue;
+            }
+            let conns: Vec<ConnId> = members
+                .iter()
+                .filter_map(|s| self.participants.get(s))
+                .filter_map(|p| p.conn)
+                .collect();
+            for conn in conns {
+                self.send(
+                    conn,
+                    Resp::ConnectionQuality(lk::ConnectionQualityUpdate {
+                        updates: changed.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
     /// Tells publishers which simulcast layers anyone still receives, so
     /// unwatched layers stop (dynacast).
     fn update_dynacast(&mut self) {
@@ -1502,6 +1552,38 @@ impl Sfu {
     fn flush_media(&mut self) {}
 }
 
+/// Rates a participant's connection from its links' recent loss and round
+/// trip: excellent up to 2 % loss and 300 ms, good up to 8 % and 600 ms,
+/// else poor; lost while its media connection is down. The score is a
+/// rough 1..5 opinion score for display.
+fn rate_connection(
+    links: &[Option<conclave_media::LinkStats>],
+    media_lost: bool,
+    now: Instant,
+) -> (lk::ConnectionQuality, f32) {
+    if media_lost {
+        return (lk::ConnectionQuality::Lost, 1.0);
+    }
+    let fresh = links
+        .iter()
+        .flatten()
+        .filter(|l| now.saturating_duration_since(l.at) < Duration::from_secs(5));
+    let (mut loss, mut rtt) = (0.0f32, Duration::ZERO);
+    for l in fresh {
+        loss = loss.max(l.loss);
+        rtt = rtt.max(l.rtt.unwrap_or_default());
+    }
+    let score = (4.5 - loss * 25.0 - rtt.as_secs_f32() * 2.0).clamp(1.0, 4.5);
+    let quality = if loss <= 0.02 && rtt <= Duration::from_millis(300) {
+        lk::ConnectionQuality::Excellent
+    } else if loss <= 0.08 && rtt <= Duration::from_millis(600) {
+        lk::ConnectionQuality::Good
+    } else {
+        lk::ConnectionQuality::Poor
+    };
+    (quality, score)
+}
+
 /// Extracts the `candidate` line from a trickled `RTCIceCandidateInit` JSON.
 fn parse_candidate_init(json: &str) -> Option<String> {
     if json.len() > 4096 {
@@ -1510,4 +1592,48 @@ fn parse_candidate_init(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let line = v.get("candidate")?.as_str()?;
     Some(line.strip_prefix("a=").unwrap_or(line).to_owned())
+}
+
+#[cfg(test)]
+mod rating_tests {
+    use super::*;
+    use conclave_media::LinkStats;
+
+    fn link(loss: f32, rtt_ms: u64, at: Instant) -> Option<LinkStats> {
+        Some(LinkStats {
+            loss,
+            rtt: Some(Duration::from_millis(rtt_ms)),
+            at,
+        })
+    }
+
+    #[test]
+    fn connection_ratings() {
+        let now = Instant::now();
+        let q = |links: &[Option<LinkStats>], lost| rate_connection(links, lost, now).0;
+        assert_eq!(q(&[None, None], false), lk::ConnectionQuality::Excellent);
+        assert_eq!(
+            q(&[link(0.01, 40, now), None], false),
+            lk::ConnectionQuality::Excellent
+        );
+        assert_eq!(
+            q(&[link(0.0, 40, now), link(0.05, 40, now)], false),
+            lk::ConnectionQuality::Good
+        );
+        assert_eq!(
+            q(&[link(0.0, 450, now), None], false),
+            lk::ConnectionQuality::Good
+        );
+        assert_eq!(q(&[link(0.3, 40, now), None], false), lk::ConnectionQuality::Poor);
+        assert_eq!(q(&[link(0.0, 40, now), None], true), lk::ConnectionQuality::Lost);
+        // Figures older than five seconds no longer count.
+        let later = now + Duration::from_secs(6);
+        assert_eq!(
+            rate_connection(&[link(0.3, 40, now)], false, later).0,
+            lk::ConnectionQuality::Excellent
+        );
+        let (_, good) = rate_connection(&[link(0.0, 20, now)], false, now);
+        let (_, bad) = rate_connection(&[link(0.1, 20, now)], false, now);
+        assert!(good > bad);
+    }
 }

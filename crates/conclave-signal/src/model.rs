@@ -157,6 +157,8 @@ pub(crate) struct Participant {
     pub media_lost_since: Option<Instant>,
     pub client_protocol: i32,
     pub kind: i32,
+    /// The connection rating last announced.
+    pub quality: Option<lk::ConnectionQuality>,
 }
 
 impl Participant {
