@@ -269,6 +269,8 @@ struct Peer {
 
 struct Source {
     kind: Kind,
+    /// Higher goes first when a downlink is shared out.
+    priority: u8,
     /// Smoothed audio level (linear, 0..1) from the RFC 6464 header extension.
     level: f32,
     last_level_at: Option<Instant>,
@@ -336,6 +338,15 @@ impl MediaCore {
             })
             .map(|((peer, mid), s)| (*peer, MediaId::from(*mid), s.level))
             .collect()
+    }
+
+    /// Sets how much a published track matters when a subscriber's downlink
+    /// is shared out (e.g. screen share above the active speaker above
+    /// thumbnails).
+    pub fn set_priority(&mut self, publisher: PeerId, mid: &MediaId, priority: u8) {
+        if let Some(src) = self.sources.get_mut(&(publisher, Mid::from(mid.as_str()))) {
+            src.priority = priority;
+        }
     }
 
     /// The highest quality any subscriber currently wants of a published
@@ -912,6 +923,7 @@ impl MediaCore {
             (id, mid),
             Source {
                 kind: kind.into(),
+                priority: 0,
                 level: 0.0,
                 last_level_at: None,
                 rids: rids.clone(),
@@ -983,13 +995,22 @@ impl MediaCore {
                         let idx = rid_rank(rid, pos).min(2);
                         layers[idx] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
                     }
-                    demands.push(alloc::Demand {
-                        max: d.max_quality,
-                        layers,
-                    });
-                    slots.push((*key, i));
+                    demands.push((
+                        src.priority,
+                        alloc::Demand {
+                            max: d.max_quality,
+                            layers,
+                        },
+                    ));
+                    slots.push((src.priority, *key, i));
                 }
             }
+            // Higher priority first.
+            let mut order: Vec<usize> = (0..demands.len()).collect();
+            order.sort_by(|a, b| demands[*b].0.cmp(&demands[*a].0));
+            let slots: Vec<((PeerId, Mid), usize)> =
+                order.iter().map(|&o| (slots[o].1, slots[o].2)).collect();
+            let demands: Vec<alloc::Demand> = order.iter().map(|&o| demands[o].1).collect();
             let grants = alloc::allocate(estimate.saturating_sub(fixed), &demands);
             for ((key, i), g) in slots.iter().zip(grants.iter()) {
                 if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {

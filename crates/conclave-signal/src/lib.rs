@@ -43,6 +43,10 @@ const MEDIA_LOSS_GRACE: Duration = Duration::from_secs(20);
 const TICK: Duration = Duration::from_millis(300);
 /// Smoothed level above which a participant counts as speaking (about -40 dBov).
 const SPEAKING_LEVEL: f32 = 0.01;
+/// Priorities of video when a subscriber's downlink is shared out.
+const PRIORITY_SCREEN_SHARE: u8 = 2;
+const PRIORITY_SPEAKER: u8 = 1;
+const PRIORITY_NORMAL: u8 = 0;
 /// Largest data packet relayed.
 pub const MAX_DATA_PACKET: usize = 64 * 1024;
 
@@ -993,6 +997,9 @@ impl Sfu {
                     return;
                 };
                 if let Some(t) = p.tracks.get_mut(&track_sid) {
+                    if t.source == TrackSource::ScreenShare {
+                        self.media.set_priority(peer, &mid, PRIORITY_SCREEN_SHARE);
+                    }
                     t.mid = Some(mid);
                     t.simulcast = t.simulcast || rids.len() > 1;
                     t.mime_type = match (kind, t.codec.is_empty()) {
@@ -1103,6 +1110,22 @@ impl Sfu {
             let now_speaking: Vec<ParticipantSid> = speaking.iter().map(|(s, _)| s.clone()).collect();
             if now_speaking == room.speakers {
                 continue;
+            }
+            // Speakers' cameras go before other thumbnails when downlinks are shared out.
+            for sid in &room.participants {
+                let Some(p) = self.participants.get(sid) else {
+                    continue;
+                };
+                let priority = if now_speaking.contains(sid) {
+                    PRIORITY_SPEAKER
+                } else {
+                    PRIORITY_NORMAL
+                };
+                for t in p.tracks.values().filter(|t| t.source == TrackSource::Camera) {
+                    if let Some(mid) = &t.mid {
+                        self.media.set_priority(p.publisher, mid, priority);
+                    }
+                }
             }
             let mut infos: Vec<lk::SpeakerInfo> = speaking
                 .iter()
