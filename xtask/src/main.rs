@@ -156,6 +156,8 @@ fn cargo() -> Command {
 }
 
 fn serve(args: &[String]) -> Result<()> {
+    // `cargo xtask serve -- ARGS` and `cargo xtask serve ARGS` mean the same.
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     build_web()?;
     run(cargo().args(["build", "--release", "-p", "conclave-server"]))?;
     run(Command::new(root().join("target/release/conclave"))

@@ -265,8 +265,11 @@ async fn serve(config: Config) -> Result<(), String> {
             config.server.data_dir.display()
         );
     }
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "conclave".into());
     println!(
-        "  Invitation tokens: conclave token --room ROOM --identity NAME [--data-dir {}]",
+        "  Invitation tokens: {exe} token --data-dir {} --room ROOM --identity NAME",
         config.server.data_dir.display()
     );
     tracing::info!(
