@@ -1,0 +1,371 @@
+//! The media core forwards a publisher's audio and video to a subscriber,
+//! deterministically: two in-process str0m clients, no sockets, and a clock
+//! that only moves when the test moves it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use conclave_media::{MediaConfig, MediaCore, MediaEvent, MediaId, Output, PeerId, Role};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+
+const SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);
+const PUBLISHER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 6000);
+const SUBSCRIBER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 3)), 7000);
+
+struct Client {
+    rtc: Rtc,
+    addr: SocketAddr,
+    events: Vec<Event>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr, now: Instant) -> Self {
+        let mut rtc = Rtc::builder().build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        Self {
+            rtc,
+            addr,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// The simulated network: everything sent is delivered at once, in order.
+struct World {
+    now: Instant,
+    core: MediaCore,
+    publisher: Client,
+    subscriber: Client,
+    core_events: Vec<MediaEvent>,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            core: MediaCore::new(MediaConfig {
+                candidates: vec![SERVER],
+            }),
+            publisher: Client::new(PUBLISHER, now),
+            subscriber: Client::new(SUBSCRIBER, now),
+            core_events: Vec::new(),
+        }
+    }
+
+    /// Delivers every pending datagram until all sides are quiet.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for which in 0..2 {
+                let client = if which == 0 {
+                    &mut self.publisher
+                } else {
+                    &mut self.subscriber
+                };
+                loop {
+                    match client.rtc.poll_output().expect("client output") {
+                        RtcOutput::Timeout(_) => break,
+                        RtcOutput::Event(e) => client.events.push(e),
+                        RtcOutput::Transmit(t) => {
+                            moved = true;
+                            let bytes: Vec<u8> = t.contents.into();
+                            let _ = self
+                                .core
+                                .handle_receive(self.now, t.source, t.destination, &bytes);
+                        }
+                    }
+                }
+            }
+            loop {
+                match self.core.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Event(e) => self.core_events.push(e),
+                    Output::Transmit {
+                        source,
+                        destination,
+                        contents,
+                    } => {
+                        moved = true;
+                        let client = if destination == self.publisher.addr {
+                            &mut self.publisher
+                        } else if destination == self.subscriber.addr {
+                            &mut self.subscriber
+                        } else {
+                            panic!("datagram to an unknown address");
+                        };
+                        let recv =
+                            Receive::new(Protocol::Udp, source, destination, &contents).expect("datagram");
+                        client
+                            .rtc
+                            .handle_input(Input::Receive(self.now, recv))
+                            .expect("client input");
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the simulated network never settled");
+    }
+
+    /// Moves the clock and lets every side handle its timers.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        for c in [&mut self.publisher, &mut self.subscriber] {
+            c.rtc
+                .handle_input(Input::Timeout(self.now))
+                .expect("client timeout");
+        }
+        self.core.handle_timeout(self.now);
+        self.settle();
+    }
+
+    fn run_for(&mut self, total: Duration, step: Duration, mut each: impl FnMut(&mut World)) {
+        let end = self.now + total;
+        while self.now < end {
+            each(self);
+            self.advance(step);
+        }
+    }
+}
+
+fn offer_from_publisher(world: &mut World, kinds: &[MediaKind]) -> (PeerId, Vec<Mid>) {
+    let peer = world.core.add_peer(world.now, Role::Publisher);
+    let mut api = world.publisher.rtc.sdp_api();
+    let mids: Vec<Mid> = kinds
+        .iter()
+        .map(|k| {
+            api.add_media(
+                *k,
+                Direction::SendOnly,
+                Some("stream".into()),
+                Some(format!("cid-{k:?}")),
+                None,
+            )
+        })
+        .collect();
+    let (offer, pending) = api.apply().expect("offer");
+    let answer = world
+        .core
+        .accept_offer(peer, &offer.to_sdp_string())
+        .expect("core answers");
+    world
+        .publisher
+        .rtc
+        .sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&answer).expect("answer parses"),
+        )
+        .expect("answer accepted");
+    world.settle();
+    (peer, mids)
+}
+
+fn subscribe_all(world: &mut World, publisher: PeerId) -> PeerId {
+    let added: Vec<MediaId> = world
+        .core_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::TrackAdded { peer, mid, .. } if *peer == publisher => Some(mid.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !added.is_empty(),
+        "the core announced no published track: {:?}",
+        world.core_events
+    );
+    let sub = world.core.add_peer(world.now, Role::Subscriber);
+    for (i, mid) in added.iter().enumerate() {
+        world
+            .core
+            .subscribe(sub, publisher, mid, &format!("PA_p|TR_{i}"), &format!("TR_{i}"))
+            .expect("subscribe");
+    }
+    let offer = world
+        .core
+        .create_offer(sub)
+        .expect("offer")
+        .expect("something to offer");
+    let answer = world
+        .subscriber
+        .rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer).expect("offer parses"))
+        .expect("subscriber answers");
+    let again = world
+        .core
+        .accept_answer(sub, &answer.to_sdp_string())
+        .expect("core accepts the answer");
+    assert!(!again, "no further negotiation is pending");
+    world.settle();
+    sub
+}
+
+fn write_frame(c: &mut Client, mid: Mid, codec: Codec, now: Instant, time: MediaTime, data: &[u8]) {
+    let pt = {
+        let w = c.rtc.writer(mid).expect("writer");
+        w.payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+            .expect("codec negotiated")
+    };
+    c.rtc
+        .writer(mid)
+        .expect("writer")
+        .write(pt, now, time, data.to_vec())
+        .expect("write");
+}
+
+#[test]
+fn audio_and_video_reach_the_subscriber() {
+    let mut w = World::new();
+    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
+    // ICE and DTLS complete within simulated time.
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(
+        w.core_events.contains(&MediaEvent::Connected(publisher)),
+        "publisher never connected"
+    );
+    let sub = subscribe_all(&mut w, publisher);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(
+        w.core_events.contains(&MediaEvent::Connected(sub)),
+        "subscriber never connected"
+    );
+
+    let (audio, video) = (mids[0], mids[1]);
+    let mut n: u64 = 0;
+    let mut seen_requests = 0;
+    let mut key_due = false;
+    w.run_for(Duration::from_secs(3), Duration::from_millis(20), |w| {
+        let now = w.now;
+        // The publisher answers keyframe requests like a real encoder.
+        let requests = w
+            .publisher
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::KeyframeRequest(_)))
+            .count();
+        key_due |= requests > seen_requests;
+        seen_requests = requests;
+        // 20 ms of Opus silence, and a VP8 frame every 40 ms; the stream starts
+        // with delta frames, so the subscriber needs a requested keyframe.
+        write_frame(
+            &mut w.publisher,
+            audio,
+            Codec::Opus,
+            now,
+            MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
+            &[0xf8, 0xff, 0xfe],
+        );
+        if n.is_multiple_of(2) {
+            let key = std::mem::take(&mut key_due);
+            let mut frame = vec![
+                if key { 0x10 } else { 0x11 },
+                0x02,
+                0x00,
+                0x9d,
+                0x01,
+                0x2a,
+                0x40,
+                0x01,
+                0xf0,
+                0x00,
+            ];
+            frame.extend(std::iter::repeat_n(0x55u8, 2000));
+            write_frame(
+                &mut w.publisher,
+                video,
+                Codec::Vp8,
+                now,
+                MediaTime::new(n * 1800, Frequency::NINETY_KHZ),
+                &frame,
+            );
+        }
+        n += 1;
+    });
+
+    let received = |kind: MediaKind| {
+        w.subscriber
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::MediaData(d) if w.subscriber.rtc.media(d.mid).map(|m| m.kind()) == Some(kind)))
+            .count()
+    };
+    let (audio_frames, video_frames) = (received(MediaKind::Audio), received(MediaKind::Video));
+    assert!(
+        audio_frames >= 100,
+        "subscriber got {audio_frames} of 150 audio frames"
+    );
+    assert!(
+        video_frames >= 50,
+        "subscriber got {video_frames} of 75 video frames"
+    );
+    // Nothing reaches the subscriber before the first keyframe, then everything.
+    let first = w.subscriber.events.iter().find_map(|e| match e {
+        Event::MediaData(d) if w.subscriber.rtc.media(d.mid).map(|m| m.kind()) == Some(MediaKind::Video) => {
+            Some(d.data[0])
+        }
+        _ => None,
+    });
+    assert_eq!(
+        first.map(|b| b & 0x01),
+        Some(0),
+        "the first forwarded video frame is not a keyframe"
+    );
+    let started = w
+        .core_events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::DowntrackStarted { peer, .. } if *peer == sub))
+        .count();
+    assert_eq!(started, 2, "one DowntrackStarted per forwarded track");
+    let c = w.core.counters();
+    assert!(c.rtp_forwarded > 200, "forwarded {} packets", c.rtp_forwarded);
+    assert!(
+        c.keyframe_requests_sent >= 1,
+        "no keyframe was requested for the new subscriber"
+    );
+    assert!(
+        seen_requests >= 1,
+        "the publisher never received the keyframe request"
+    );
+}
+
+#[test]
+fn a_removed_publisher_stops_forwarding_and_renegotiates() {
+    let mut w = World::new();
+    let (publisher, _) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    let sub = subscribe_all(&mut w, publisher);
+    for _ in 0..100 {
+        w.advance(Duration::from_millis(10));
+    }
+    w.core.remove_peer(publisher);
+    // The subscriber's media section goes inactive in the next offer.
+    let offer = w
+        .core
+        .create_offer(sub)
+        .expect("offer")
+        .expect("the removal needs an offer");
+    assert!(
+        offer.contains("a=inactive"),
+        "the forwarded section is not switched off:\n{offer}"
+    );
+    assert_eq!(w.core.peer_count(), 1);
+}
