@@ -274,7 +274,6 @@ impl Sfu {
         }
         self.negotiate_subscriber(&sid);
         self.update_dynacast();
-        self.flush_media();
         Ok(sid)
     }
 
@@ -297,7 +296,6 @@ impl Sfu {
         let Some(msg) = req.message else { return Ok(()) };
         let result = self.dispatch(now, conn, &sid, msg);
         self.update_dynacast();
-        self.flush_media();
         result
     }
 
@@ -314,7 +312,6 @@ impl Sfu {
             tracing::info!(participant = %sid, "signalling connection lost; waiting for the participant to resume");
             p.conn = None;
         }
-        self.flush_media();
     }
 
     /// A client reconnects its signalling for an existing session (`reconnect=1`
@@ -355,30 +352,12 @@ impl Sfu {
                 ..Default::default()
             }),
         );
-        let others: Vec<lk::ParticipantInfo> = self
-            .room_members(room)
-            .iter()
-            .filter(|s| *s != sid)
-            .filter_map(|s| self.participants.get(s))
-            .filter(|o| !o.permissions.hidden)
-            .map(|o| o.info(lk::participant_info::State::Active))
-            .collect();
+        let others = self.roster(room, sid);
         if !others.is_empty() {
             self.send(conn, Resp::Update(lk::ParticipantUpdate { participants: others }));
         }
-        match self.media.restart_offer(subscriber) {
-            Ok(Some(sdp)) => self.send(
-                conn,
-                Resp::Offer(lk::SessionDescription {
-                    r#type: "offer".into(),
-                    sdp,
-                    ..Default::default()
-                }),
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(participant = %sid, error = %e, "no restart offer"),
-        }
-        self.flush_media();
+        let offer = self.media.restart_offer(subscriber);
+        self.send_offer(conn, sid, offer);
         Ok(())
     }
 
@@ -398,14 +377,12 @@ impl Sfu {
         {
             tracing::trace!("dropped a datagram from an unknown peer");
         }
-        self.flush_media();
     }
 
     /// Drives timers.
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = Some(now);
         self.media.handle_timeout(now.mono);
-        self.flush_media();
         if self.next_tick.is_some_and(|t| now.mono < t) {
             return;
         }
@@ -455,7 +432,6 @@ impl Sfu {
             tracing::info!(room = %name, "closing empty room");
             self.rooms.remove(&name);
         }
-        self.flush_media();
     }
 
     /// The next output. Call until it returns [`Output::Timeout`].
@@ -536,7 +512,6 @@ impl Sfu {
             self.remove_participant(&sid, lk::DisconnectReason::RoomDeleted);
         }
         self.rooms.remove(room);
-        self.flush_media();
         Ok(())
     }
 
@@ -568,7 +543,6 @@ impl Sfu {
     ) -> Result<(), SignalError> {
         let sid = self.find(room, identity)?;
         self.remove_participant(&sid, lk::DisconnectReason::ParticipantRemoved);
-        self.flush_media();
         Ok(())
     }
 
@@ -646,7 +620,6 @@ impl Sfu {
         p.version += 1;
         let info = p.info(lk::participant_info::State::Active);
         self.broadcast_participant(&sid, lk::participant_info::State::Active);
-        self.flush_media();
         Ok(info)
     }
 
@@ -694,7 +667,6 @@ impl Sfu {
             }
             self.media.send_data(p.subscriber, reliable, &bytes);
         }
-        self.flush_media();
         Ok(())
     }
 
@@ -1383,7 +1355,17 @@ impl Sfu {
         };
         let (peer, conn) = (p.subscriber, p.conn);
         let Some(conn) = conn else { return };
-        match self.media.create_offer(peer) {
+        let offer = self.media.create_offer(peer);
+        self.send_offer(conn, sid, offer);
+    }
+
+    fn send_offer(
+        &mut self,
+        conn: ConnId,
+        sid: &ParticipantSid,
+        offer: Result<Option<String>, conclave_media::MediaError>,
+    ) {
+        match offer {
             Ok(Some(sdp)) => self.send(
                 conn,
                 Resp::Offer(lk::SessionDescription {
@@ -1488,18 +1470,22 @@ impl Sfu {
         }
     }
 
+    /// Everyone in a room `viewer` may see, but the viewer.
+    fn roster(&self, room: &RoomName, viewer: &ParticipantSid) -> Vec<lk::ParticipantInfo> {
+        self.room_members(room)
+            .iter()
+            .filter(|s| *s != viewer)
+            .filter_map(|s| self.participants.get(s))
+            .filter(|o| !o.permissions.hidden)
+            .map(|o| o.info(lk::participant_info::State::Active))
+            .collect()
+    }
+
     fn join_response(&self, sid: &ParticipantSid) -> lk::JoinResponse {
         let Some(p) = self.participants.get(sid) else {
             return lk::JoinResponse::default();
         };
-        let others = self
-            .room_members(&p.room)
-            .iter()
-            .filter(|s| *s != sid)
-            .filter_map(|s| self.participants.get(s))
-            .filter(|o| !o.permissions.hidden)
-            .map(|o| o.info(lk::participant_info::State::Active))
-            .collect();
+        let others = self.roster(&p.room, sid);
         lk::JoinResponse {
             room: self.room_info(&p.room),
             participant: Some(p.info(lk::participant_info::State::Joined)),
@@ -1570,9 +1556,6 @@ impl Sfu {
             }),
         });
     }
-
-    /// Media events are handled as they are polled; nothing to do eagerly.
-    fn flush_media(&mut self) {}
 }
 
 /// Rates a participant's connection from its links' recent loss and round
