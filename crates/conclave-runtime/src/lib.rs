@@ -17,6 +17,10 @@ use livekit_protocol as lk;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+/// Messages queued for one signalling connection before it counts as too
+/// slow and is closed (its session can resume on a new connection).
+pub const OUTBOX_CAPACITY: usize = 512;
+
 /// What the engine sends to one signalling connection.
 #[derive(Debug)]
 pub enum ConnOut {
@@ -30,7 +34,7 @@ enum Command {
     Join {
         conn: ConnId,
         params: Box<JoinParams>,
-        outbox: mpsc::UnboundedSender<ConnOut>,
+        outbox: mpsc::Sender<ConnOut>,
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
     Request {
@@ -40,7 +44,7 @@ enum Command {
     Resume {
         conn: ConnId,
         resume: Box<Resume>,
-        outbox: mpsc::UnboundedSender<ConnOut>,
+        outbox: mpsc::Sender<ConnOut>,
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
     Disconnect {
@@ -84,7 +88,7 @@ impl EngineHandle {
         &self,
         conn: ConnId,
         params: Box<JoinParams>,
-        outbox: mpsc::UnboundedSender<ConnOut>,
+        outbox: mpsc::Sender<ConnOut>,
     ) -> Result<Result<(), SignalError>, RuntimeError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -103,7 +107,7 @@ impl EngineHandle {
         &self,
         conn: ConnId,
         resume: Resume,
-        outbox: mpsc::UnboundedSender<ConnOut>,
+        outbox: mpsc::Sender<ConnOut>,
     ) -> Result<Result<(), SignalError>, RuntimeError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -182,12 +186,20 @@ async fn run(
     local: Vec<SocketAddr>,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut outboxes: HashMap<ConnId, mpsc::UnboundedSender<ConnOut>> = HashMap::new();
+    let mut outboxes: HashMap<ConnId, mpsc::Sender<ConnOut>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let fallback_local = socket.local_addr().ok();
     let mut transmits: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut stalled: Vec<ConnId> = Vec::new();
     loop {
-        let deadline = drain(&mut sfu, &mut transmits, &mut outboxes);
+        let mut deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
+        while !stalled.is_empty() {
+            for conn in stalled.drain(..) {
+                tracing::info!("a signalling connection stopped reading; closing it");
+                sfu.handle_disconnect(now(), conn);
+            }
+            deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
+        }
         for (destination, contents) in transmits.drain(..) {
             if let Err(e) = socket.send_to(&contents, destination).await {
                 // UDP: a failed send loses the packet like the network would.
@@ -251,7 +263,8 @@ async fn run(
 fn drain(
     sfu: &mut Sfu,
     transmits: &mut Vec<(SocketAddr, Vec<u8>)>,
-    outboxes: &mut HashMap<ConnId, mpsc::UnboundedSender<ConnOut>>,
+    outboxes: &mut HashMap<ConnId, mpsc::Sender<ConnOut>>,
+    stalled: &mut Vec<ConnId>,
 ) -> Instant {
     loop {
         match sfu.poll_output() {
@@ -261,13 +274,17 @@ fn drain(
                 ..
             } => transmits.push((destination, contents)),
             Output::Signal { conn, message } => {
-                if let Some(tx) = outboxes.get(&conn) {
-                    let _ = tx.send(ConnOut::Message(message));
+                if let Some(tx) = outboxes.get(&conn)
+                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ConnOut::Message(message))
+                {
+                    // Dropping the sender ends the connection's task.
+                    outboxes.remove(&conn);
+                    stalled.push(conn);
                 }
             }
             Output::Close { conn } => {
                 if let Some(tx) = outboxes.remove(&conn) {
-                    let _ = tx.send(ConnOut::Close);
+                    let _ = tx.try_send(ConnOut::Close);
                 }
             }
             Output::Timeout(t) => return t,

@@ -170,7 +170,7 @@ async fn session(
 ) {
     let (mut sink, stream) = socket.split();
     let conn: ConnId = state.engine.new_conn();
-    let (tx, rx) = mpsc::unbounded_channel::<ConnOut>();
+    let (tx, rx) = mpsc::channel::<ConnOut>(conclave_runtime::OUTBOX_CAPACITY);
     if reconnect {
         let resumed = match resume {
             Some(r) => matches!(state.engine.resume(conn, r, tx).await, Ok(Ok(()))),
@@ -220,7 +220,7 @@ async fn pump(
     conn: ConnId,
     mut sink: WsSink,
     mut stream: WsStream,
-    mut rx: mpsc::UnboundedReceiver<ConnOut>,
+    mut rx: mpsc::Receiver<ConnOut>,
 ) {
     loop {
         tokio::select! {
