@@ -13,6 +13,7 @@
 mod alloc;
 mod keyframe;
 mod rewrite;
+mod stun;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -227,6 +228,9 @@ pub struct MediaCore {
     peers: HashMap<PeerId, Peer>,
     /// Last known remote address of each peer, for demultiplexing.
     by_addr: HashMap<SocketAddr, PeerId>,
+    /// Each peer's local ICE username fragment, to route connectivity checks
+    /// from addresses not seen before.
+    by_ufrag: HashMap<String, PeerId>,
     /// Published tracks, by publisher peer and media section.
     sources: HashMap<(PeerId, Mid), Source>,
     /// Subscriber media section -> the source it forwards.
@@ -307,6 +311,7 @@ impl MediaCore {
             next_peer: 1,
             peers: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             sources: HashMap::new(),
             downtrack_source: HashMap::new(),
             dirty: HashSet::new(),
@@ -414,6 +419,8 @@ impl MediaCore {
             // The data channels go into the first offer.
             peer.needs_channels = true;
         }
+        let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+        self.by_ufrag.insert(ufrag, id);
         self.peers.insert(id, peer);
         self.dirty.insert(id);
         self.now = Some(now);
@@ -429,6 +436,7 @@ impl MediaCore {
             p.rtc.disconnect();
         }
         self.by_addr.retain(|_, v| *v != peer);
+        self.by_ufrag.retain(|_, v| *v != peer);
         self.dirty.remove(&peer);
         let published: Vec<(PeerId, Mid)> = self.sources.keys().filter(|k| k.0 == peer).copied().collect();
         for key in published {
@@ -449,9 +457,12 @@ impl MediaCore {
             tracing::debug!(%peer, error = %e, "offer refused");
             MediaError::SdpRefused
         })?;
+        let answer = answer.to_sdp_string();
+        // An offer that restarts ICE gives us new credentials too.
+        note_ufrags(&mut self.by_ufrag, peer, &answer);
         self.dirty.insert(peer);
         self.process();
-        Ok(answer.to_sdp_string())
+        Ok(answer)
     }
 
     /// Makes an offer for a server-offering (subscriber) connection if there
@@ -514,6 +525,7 @@ impl MediaCore {
         p.pending_offer = Some(pending);
         let sdp = offer.to_sdp_string();
         p.last_offer = Some(sdp.clone());
+        note_ufrags(&mut self.by_ufrag, peer, &sdp);
         Ok(Some(sdp))
     }
 
@@ -680,11 +692,11 @@ impl MediaCore {
         let id = match known {
             Some(id) => id,
             None => {
-                let found = self
-                    .peers
-                    .iter()
-                    .find(|(_, p)| p.rtc.accepts(&input))
-                    .map(|(id, _)| *id)
+                // Only a connectivity check can come from a new address; it
+                // names our side's ICE username fragment.
+                let found = stun::local_ufrag(contents)
+                    .and_then(|u| self.by_ufrag.get(u).copied())
+                    .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)))
                     .ok_or(MediaError::NotForUs)?;
                 self.by_addr.insert(source, found);
                 found
@@ -1162,6 +1174,17 @@ impl MediaCore {
         }
         if keyframe_wanted {
             self.request_keyframe(publisher, mid, rid, KeyframeRequestKind::Pli);
+        }
+    }
+}
+
+/// Records the local ICE username fragments of a session description we
+/// hand out: the client's connectivity checks will name them. Earlier ones
+/// stay until the peer goes, for checks still in flight across a restart.
+fn note_ufrags(by_ufrag: &mut HashMap<String, PeerId>, peer: PeerId, sdp: &str) {
+    for line in sdp.lines() {
+        if let Some(ufrag) = line.trim().strip_prefix("a=ice-ufrag:") {
+            by_ufrag.insert(ufrag.to_owned(), peer);
         }
     }
 }
