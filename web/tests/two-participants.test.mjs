@@ -69,6 +69,16 @@ test('two participants see and hear each other, then one leaves', { timeout: 120
         .waitFor({ state: 'attached', timeout: 20_000 });
     }
 
+    // Muting and unmuting are shown to the other side.
+    const aliceAtBob = participantItem(bob.page, 'Alice');
+    for (const [button, attribute] of [['mic-toggle', 'data-mic'], ['camera-toggle', 'data-camera']]) {
+      await alice.page.getByTestId(button).click();
+      await bob.page.locator(`[data-testid="participant-item"][data-name="Alice"][${attribute}="off"]`).waitFor({ timeout: 15_000 });
+      await alice.page.getByTestId(button).click();
+      await bob.page.locator(`[data-testid="participant-item"][data-name="Alice"][${attribute}="on"]`).waitFor({ timeout: 15_000 });
+    }
+    assert.equal(await aliceAtBob.count(), 1);
+
     // Bob leaves: Alice sees him go, Bob sees the after-meeting screen.
     await bob.page.getByTestId('leave-button').click();
     await bob.page.getByTestId('left-screen').waitFor({ timeout: 15_000 });
