@@ -56,6 +56,44 @@ fn vp8(p: &[u8]) -> bool {
     p.get(i).is_some_and(|b| b & 0x01 == 0)
 }
 
+/// The fields of a VP8 payload descriptor that must stay continuous within
+/// one forwarded stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Ids {
+    /// PictureID and whether it is the 15-bit form.
+    pub picture_id: Option<(u16, bool)>,
+    pub tl0_pic_idx: Option<u8>,
+}
+
+/// Reads the PictureID and TL0PICIDX of a VP8 payload descriptor (RFC 7741).
+pub fn vp8_ids(p: &[u8]) -> Option<Vp8Ids> {
+    let first = *p.first()?;
+    let mut ids = Vp8Ids {
+        picture_id: None,
+        tl0_pic_idx: None,
+    };
+    if first & 0x80 == 0 {
+        return Some(ids);
+    }
+    let x = *p.get(1)?;
+    let mut i = 2;
+    if x & 0x80 != 0 {
+        let b = *p.get(i)?;
+        if b & 0x80 != 0 {
+            let lo = *p.get(i + 1)?;
+            ids.picture_id = Some(((u16::from(b & 0x7f) << 8) | u16::from(lo), true));
+            i += 2;
+        } else {
+            ids.picture_id = Some((u16::from(b), false));
+            i += 1;
+        }
+    }
+    if x & 0x40 != 0 {
+        ids.tl0_pic_idx = Some(*p.get(i)?);
+    }
+    Some(ids)
+}
+
 /// RFC 9628 payload descriptor: not inter-predicted, start of frame, and
 /// the lowest spatial layer.
 fn vp9(p: &[u8]) -> bool {
@@ -124,6 +162,36 @@ mod tests {
         assert!(!starts_keyframe(VideoCodec::Vp8, &cont));
         // Short descriptor.
         assert!(starts_keyframe(VideoCodec::Vp8, &[0x10, 0x00]));
+    }
+
+    #[test]
+    fn vp8_descriptor_ids() {
+        // X, I (15-bit picture id 0x0123), L (TL0PICIDX 9), T/K.
+        let p = [0x90, 0xe0, 0x81, 0x23, 0x09, 0x20, 0x10];
+        assert_eq!(
+            vp8_ids(&p),
+            Some(Vp8Ids {
+                picture_id: Some((0x0123, true)),
+                tl0_pic_idx: Some(9)
+            })
+        );
+        // 7-bit picture id only.
+        assert_eq!(
+            vp8_ids(&[0x90, 0x80, 0x05, 0x10]),
+            Some(Vp8Ids {
+                picture_id: Some((5, false)),
+                tl0_pic_idx: None
+            })
+        );
+        // No extension.
+        assert_eq!(
+            vp8_ids(&[0x10, 0x00]),
+            Some(Vp8Ids {
+                picture_id: None,
+                tl0_pic_idx: None
+            })
+        );
+        assert_eq!(vp8_ids(&[0x90, 0x80]), None, "truncated");
     }
 
     #[test]

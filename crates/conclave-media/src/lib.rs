@@ -300,6 +300,7 @@ struct Downtrack {
     bwe_cap: Quality,
     current: Option<Option<Rid>>,
     rewriter: rewrite::Rewriter,
+    vp8: rewrite::Vp8Rewriter,
     pt_map: HashMap<u8, Option<u8>>,
     started: bool,
 }
@@ -605,6 +606,7 @@ impl MediaCore {
             bwe_cap: Quality::High,
             current: None,
             rewriter: rewrite::Rewriter::new(clock_rate),
+            vp8: rewrite::Vp8Rewriter::default(),
             pt_map: HashMap::new(),
             started: false,
         });
@@ -1105,6 +1107,11 @@ impl MediaCore {
             .map(|pp| video_codec(pp.spec().codec))
             .unwrap_or(VideoCodec::Other);
         let is_key = src.kind == Kind::Video && starts_keyframe(codec, &pkt.payload);
+        let vp8_ids = if codec == VideoCodec::Vp8 {
+            keyframe::vp8_ids(&pkt.payload)
+        } else {
+            None
+        };
         let mut keyframe_wanted = false;
         for d in src.downtracks.iter_mut() {
             let Some(sub_mid) = d.mid else { continue };
@@ -1122,6 +1129,9 @@ impl MediaCore {
                 }
                 d.current = Some(want);
                 d.rewriter.switch_source(*pkt.seq_no, pkt.header.timestamp, now);
+                if let Some(ids) = vp8_ids {
+                    d.vp8.switch_source(ids);
+                }
             }
             if d.current != Some(rid) {
                 continue;
@@ -1150,18 +1160,22 @@ impl MediaCore {
                 video_content_type: pkt.header.ext_vals.video_content_type,
                 ..Default::default()
             };
-            tx.write_rtp(
-                RtpWrite::new(
-                    out_pt.into(),
-                    SeqNo::from(rw.seq),
-                    rw.timestamp,
-                    now,
-                    pkt.payload.clone(),
-                )
-                .marker(pkt.header.marker)
-                .ext_vals(ext)
-                .nackable(src.kind == Kind::Video),
-            );
+            let mut write = RtpWrite::new(
+                out_pt.into(),
+                SeqNo::from(rw.seq),
+                rw.timestamp,
+                now,
+                pkt.payload.clone(),
+            )
+            .marker(pkt.header.marker)
+            .ext_vals(ext)
+            .nackable(src.kind == Kind::Video);
+            if let Some(ids) = vp8_ids
+                && let Some(patch) = vp8_patch(&pkt.payload, d.vp8.rewrite(ids))
+            {
+                write = write.vp8_patch(patch);
+            }
+            tx.write_rtp(write);
             self.counters.rtp_forwarded += 1;
             self.dirty.insert(d.peer);
             if !d.started {
@@ -1192,6 +1206,22 @@ fn note_ufrags(by_ufrag: &mut HashMap<String, PeerId>, peer: PeerId, sdp: &str) 
 fn far_future() -> Instant {
     // An Instant far enough ahead to mean "never" without overflowing.
     Instant::now() + Duration::from_secs(3600)
+}
+
+/// The descriptor rewrite that gives a VP8 packet its continuous PictureID
+/// and TL0PICIDX; `None` when there is nothing to change.
+fn vp8_patch(payload: &[u8], (pid, tl0): (Option<u16>, Option<u8>)) -> Option<str0m::rtp::Vp8Patch> {
+    if pid.is_none() && tl0.is_none() {
+        return None;
+    }
+    let mut b = str0m::rtp::Vp8Descriptor::parse(payload).ok()?.patch();
+    if let Some(p) = pid {
+        b = b.picture_id(p);
+    }
+    if let Some(t) = tl0 {
+        b = b.tl0_pic_idx(t);
+    }
+    b.build().ok()
 }
 
 fn video_codec(c: Codec) -> VideoCodec {

@@ -97,6 +97,45 @@ impl Rewriter {
     }
 }
 
+/// Keeps VP8 PictureID and TL0PICIDX continuous across source switches, as
+/// the sequence numbers are.
+#[derive(Debug, Clone, Default)]
+pub struct Vp8Rewriter {
+    pid_offset: u16,
+    tl0_offset: u8,
+    last_pid: Option<u16>,
+    last_tl0: Option<u8>,
+}
+
+impl Vp8Rewriter {
+    /// Continues after the last forwarded values with the new source's
+    /// first packet.
+    pub fn switch_source(&mut self, ids: crate::keyframe::Vp8Ids) {
+        if let (Some((pid, _)), Some(last)) = (ids.picture_id, self.last_pid) {
+            self.pid_offset = last.wrapping_add(1).wrapping_sub(pid);
+        }
+        if let (Some(tl0), Some(last)) = (ids.tl0_pic_idx, self.last_tl0) {
+            self.tl0_offset = last.wrapping_add(1).wrapping_sub(tl0);
+        }
+    }
+
+    /// The outgoing PictureID (in the packet's own width) and TL0PICIDX.
+    pub fn rewrite(&mut self, ids: crate::keyframe::Vp8Ids) -> (Option<u16>, Option<u8>) {
+        let pid = ids.picture_id.map(|(pid, wide)| {
+            let mask = if wide { 0x7fff } else { 0x7f };
+            let out = pid.wrapping_add(self.pid_offset) & mask;
+            self.last_pid = Some(out);
+            out
+        });
+        let tl0 = ids.tl0_pic_idx.map(|t| {
+            let out = t.wrapping_add(self.tl0_offset);
+            self.last_tl0 = Some(out);
+            out
+        });
+        (pid, tl0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +164,25 @@ mod tests {
         let d = r.rewrite(9, 42, t1).expect("ahead");
         let e = r.rewrite(8, 42, t1).expect("late");
         assert_eq!((d.seq, e.seq), (5, 4));
+    }
+
+    #[test]
+    fn vp8_ids_continue_across_a_switch() {
+        use crate::keyframe::Vp8Ids;
+        let ids = |pid: u16, tl0: u8| Vp8Ids {
+            picture_id: Some((pid, true)),
+            tl0_pic_idx: Some(tl0),
+        };
+        let mut r = Vp8Rewriter::default();
+        r.switch_source(ids(100, 7));
+        assert_eq!(r.rewrite(ids(100, 7)), (Some(100), Some(7)));
+        assert_eq!(r.rewrite(ids(101, 8)), (Some(101), Some(8)));
+        // Another layer numbers its pictures differently.
+        r.switch_source(ids(0x7ffe, 250));
+        assert_eq!(r.rewrite(ids(0x7ffe, 250)), (Some(102), Some(9)));
+        // PictureID wraps in its 15 bits.
+        assert_eq!(r.rewrite(ids(0x7fff, 251)), (Some(103), Some(10)));
+        assert_eq!(r.rewrite(ids(0, 252)), (Some(104), Some(11)));
     }
 
     #[test]
