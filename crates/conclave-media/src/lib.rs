@@ -42,6 +42,9 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const LEVEL_SMOOTHING: f32 = 0.1;
 /// An audio level older than this counts as silence (DTX sends nothing).
 const LEVEL_STALE: Duration = Duration::from_millis(500);
+/// Where the congestion controller starts toward a subscriber before
+/// feedback arrives: enough for one camera at the middle layer and audio.
+const INITIAL_DOWNLINK_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(1_000);
 /// How often layer bitrates are measured and downlinks shared out.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer without packets for this long is considered stopped.
@@ -388,7 +391,7 @@ impl MediaCore {
         let mut rtc = builder
             .set_rtp_mode(true)
             .set_ice_lite(true)
-            .enable_bwe(None)
+            .enable_bwe((role == Role::Subscriber).then_some(INITIAL_DOWNLINK_ESTIMATE))
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         for addr in &self.config.candidates {
@@ -1026,6 +1029,7 @@ impl MediaCore {
                 order.iter().map(|&o| (slots[o].1, slots[o].2)).collect();
             let demands: Vec<alloc::Demand> = order.iter().map(|&o| demands[o].1).collect();
             let grants = alloc::allocate(estimate.saturating_sub(fixed), &demands);
+            tracing::debug!(%peer, estimate, fixed, ?demands, ?grants, "downlink shared out");
             for ((key, i), g) in slots.iter().zip(grants.iter()) {
                 if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
                     d.bwe_cap = g.cap;

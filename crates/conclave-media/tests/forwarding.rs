@@ -286,7 +286,9 @@ fn audio_and_video_reach_the_subscriber() {
                 0xf0,
                 0x00,
             ];
-            frame.extend(std::iter::repeat_n(0x55u8, 2000));
+            // Small frames: the congestion controller toward the subscriber
+            // starts at 1 Mbit/s, and this network delivers in 20 ms bursts.
+            frame.extend(std::iter::repeat_n(0x55u8, 600));
             write_frame(
                 &mut w.publisher,
                 video,

@@ -61,14 +61,19 @@ export function requireChromium() {
  * Launches a browser with its own profile and opens one page.
  * Returns { context, page, requests, problems, close() }.
  */
-export async function launchParticipant(label) {
+export async function launchParticipant(
+  label,
+  { executablePath = CHROMIUM, extraArgs = [], trustAnyCertificate = false } = {},
+) {
   requireChromium();
   const profile = await mkdtemp(join(tmpdir(), `conclave-browser-${label}-`));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    // A wrapper may run Debian's Chromium inside a test's network namespace.
+    executablePath,
     headless: true,
     // The profile directory is passed to Chromium as --user-data-dir.
-    args: ARGS,
+    args: [...ARGS, ...extraArgs],
+    ignoreHTTPSErrors: trustAnyCertificate,
     viewport: { width: 1280, height: 800 },
     permissions: ['camera', 'microphone'],
   });

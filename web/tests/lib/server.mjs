@@ -1,3 +1,4 @@
+import { get as httpsGet } from 'node:https';
 // Starts a Conclave server for a test: fresh data directory, free loopback
 // ports, open-room mode. The binary comes from $CONCLAVE_BIN.
 
@@ -50,12 +51,30 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * Starts `$CONCLAVE_BIN serve` and waits for GET /readyz to answer 200.
  * Returns { url, httpPort, udpPort, log(), stop() }.
  */
-export async function startServer() {
+/** Status of a GET to the test server's self-signed HTTPS endpoint. */
+function httpsStatus(url) {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { rejectUnauthorized: false, timeout: 2_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Starts the server. With `host` (an address of a network namespace the
+ * test made), it listens and announces media there; beyond loopback the
+ * server speaks only HTTPS, with a self-signed certificate.
+ */
+export async function startServer({ host = '127.0.0.1' } = {}) {
   const bin = conclaveBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-test-'));
   const httpPort = await freeTcpPort();
   const udpPort = await freeUdpPort();
-  const url = `http://127.0.0.1:${httpPort}`;
+  const tls = host !== '127.0.0.1';
+  const url = `${tls ? 'https' : 'http'}://${host}:${httpPort}`;
 
   let output = '';
   const capture = (chunk) => {
@@ -67,9 +86,10 @@ export async function startServer() {
     env: {
       ...process.env,
       CONCLAVE_SERVER_DATA_DIR: dataDir,
-      CONCLAVE_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      CONCLAVE_HTTP_LISTEN: `${host}:${httpPort}`,
       CONCLAVE_MEDIA_UDP_PORT: String(udpPort),
-      CONCLAVE_MEDIA_ANNOUNCE: '127.0.0.1',
+      CONCLAVE_MEDIA_ANNOUNCE: host,
+      CONCLAVE_MEDIA_BIND: host,
       CONCLAVE_ROOMS_OPEN_JOIN: 'true',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -111,9 +131,9 @@ export async function startServer() {
       throw new Error(`conclave server exited before it was ready (${JSON.stringify(exited)}). Its output:\n${log()}`);
     }
     try {
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) });
-      if (res.status === 200) break;
-      lastProblem = `GET /readyz answered ${res.status}`;
+      const status = tls ? await httpsStatus(`${url}/readyz`) : (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) })).status;
+      if (status === 200) break;
+      lastProblem = `GET /readyz answered ${status}`;
     } catch (err) {
       lastProblem = `GET /readyz failed: ${err.cause?.code ?? err.message}`;
     }

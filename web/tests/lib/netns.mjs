@@ -1,0 +1,82 @@
+// A network namespace with a veth link to the host, for tests that shape
+// what crosses the network. Only addresses inside the namespace and on its
+// host-side link are used. Needs root and iproute2.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+function ip(...args) {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function tc(...args) {
+  execFileSync('tc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export function requireNetworkTools() {
+  for (const tool of ['/usr/sbin/ip', '/usr/sbin/tc']) {
+    if (!existsSync(tool) && !existsSync(tool.replace('/usr/sbin', '/sbin'))) {
+      throw new Error(`${tool} is missing: apt-get install iproute2`);
+    }
+  }
+  if (process.getuid?.() !== 0) throw new Error('network namespace tests must run as root');
+}
+
+/**
+ * Makes namespace `name` linked to the host: host side `hostAddr`/30 on
+ * `<name>h`, namespace side `nsAddr`/30 on `<name>n`. Returns the
+ * addresses, a Chromium wrapper that runs inside the namespace, a way to
+ * shape the host-to-namespace direction, and `remove()`.
+ */
+export async function makeNamespace(name, hostAddr, nsAddr) {
+  requireNetworkTools();
+  const hostDev = `${name}h`;
+  const nsDev = `${name}n`;
+  ip('netns', 'add', name);
+  const dir = await mkdtemp(join(tmpdir(), `conclave-${name}-`));
+  try {
+    ip('link', 'add', hostDev, 'type', 'veth', 'peer', 'name', nsDev);
+    ip('link', 'set', nsDev, 'netns', name);
+    ip('addr', 'add', `${hostAddr}/30`, 'dev', hostDev);
+    ip('link', 'set', hostDev, 'up');
+    ip('-n', name, 'addr', 'add', `${nsAddr}/30`, 'dev', nsDev);
+    ip('-n', name, 'link', 'set', nsDev, 'up');
+    ip('-n', name, 'link', 'set', 'lo', 'up');
+    const chromium = join(dir, 'chromium-in-netns');
+    await writeFile(chromium, `#!/bin/sh\nexec ip netns exec ${name} /usr/bin/chromium "$@"\n`);
+    await chmod(chromium, 0o755);
+    return {
+      hostAddr,
+      nsAddr,
+      chromium,
+      /** Limits what flows from the host into the namespace. */
+      shapeDownlink(rateKbit) {
+        tc('qdisc', 'replace', 'dev', hostDev, 'root', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', '16kbit', 'latency', '200ms');
+      },
+      /** Loses this share of packets from the host into the namespace. */
+      loseDownlink(percent) {
+        tc('qdisc', 'replace', 'dev', hostDev, 'root', 'netem', 'loss', `${percent}%`);
+      },
+      async remove() {
+        try {
+          ip('link', 'del', hostDev);
+        } catch {
+          // Gone with the namespace.
+        }
+        ip('netns', 'del', name);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    try {
+      ip('netns', 'del', name);
+    } catch {
+      // Nothing to undo.
+    }
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
