@@ -129,6 +129,8 @@ fn setup() -> Result<()> {
         ("/usr/bin/chromium", "chromium"),
         ("python3", "python3"),
         ("npm", "npm"),
+        // Network namespaces and traffic shaping for the constrained-network browser tests.
+        ("/usr/sbin/tc", "iproute2"),
     ])?;
     npm_ci()?;
     let reqs = root().join("tests/sdk/requirements.txt");
