@@ -68,7 +68,7 @@ function httpsStatus(url) {
  * test made), it listens and announces media there; beyond loopback the
  * server speaks only HTTPS, with a self-signed certificate.
  */
-export async function startServer({ host = '127.0.0.1' } = {}) {
+export async function startServer({ host = '127.0.0.1', mediaBind = host } = {}) {
   const bin = conclaveBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-test-'));
   const httpPort = await freeTcpPort();
@@ -89,7 +89,7 @@ export async function startServer({ host = '127.0.0.1' } = {}) {
       CONCLAVE_HTTP_LISTEN: `${host}:${httpPort}`,
       CONCLAVE_MEDIA_UDP_PORT: String(udpPort),
       CONCLAVE_MEDIA_ANNOUNCE: host,
-      CONCLAVE_MEDIA_BIND: host,
+      CONCLAVE_MEDIA_BIND: mediaBind,
       CONCLAVE_ROOMS_OPEN_JOIN: 'true',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
