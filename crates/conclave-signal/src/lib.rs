@@ -502,12 +502,7 @@ impl Sfu {
 
     /// Ends a room: everyone in it is disconnected.
     pub fn delete_room(&mut self, room: &RoomName) -> Result<(), SignalError> {
-        let members = self
-            .rooms
-            .get(room)
-            .ok_or(SignalError::RoomNotFound)?
-            .participants
-            .clone();
+        let members = self.existing_room_members(room)?;
         for sid in members {
             self.remove_participant(&sid, lk::DisconnectReason::RoomDeleted);
         }
@@ -632,12 +627,7 @@ impl Sfu {
         destinations: &[String],
         topic: Option<String>,
     ) -> Result<(), SignalError> {
-        let members = self
-            .rooms
-            .get(room)
-            .ok_or(SignalError::RoomNotFound)?
-            .participants
-            .clone();
+        let members = self.existing_room_members(room)?;
         if data.len() > MAX_DATA_PACKET {
             return Err(SignalError::InvalidRequest);
         }
@@ -1514,6 +1504,16 @@ impl Sfu {
             .filter(|p| p.tracks.values().any(|t| t.mid.is_some()))
             .count() as u32;
         Some(room.info(publishers))
+    }
+
+    /// The members of a room that must exist.
+    fn existing_room_members(&self, room: &RoomName) -> Result<Vec<ParticipantSid>, SignalError> {
+        Ok(self
+            .rooms
+            .get(room)
+            .ok_or(SignalError::RoomNotFound)?
+            .participants
+            .clone())
     }
 
     fn room_members(&self, room: &RoomName) -> Vec<ParticipantSid> {
