@@ -34,34 +34,59 @@ impl Demand {
 pub struct Grant {
     /// The highest layer the track may use.
     pub cap: Quality,
-    /// Bit rate that layer costs (0 when nothing is measured yet).
+    /// Bit rate that layer costs (0 when nothing is measured yet or paused).
     pub rate: u64,
+    /// Not even the lowest layer fits: send nothing.
+    pub paused: bool,
 }
 
-/// Gives every track its lowest usable layer, then raises tracks one layer
-/// at a time, in the order given (higher priority first), while the budget
-/// allows. A track whose layers are not measured yet keeps its wish: there
-/// is nothing to base a cut on. No track is paused; the lowest layer is the
-/// floor.
+/// Gives tracks their lowest usable layer in the order given (higher
+/// priority first) while the budget allows and pauses the rest; the first
+/// track always keeps its lowest layer, so a link that is merely
+/// underestimated never goes dark. Then raises tracks one layer at a time
+/// in the same order while the budget allows. A track whose layers are not
+/// measured yet keeps its wish: there is nothing to base a cut on.
 pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Grant> {
-    let mut grants: Vec<Grant> = demands
-        .iter()
-        .map(|d| match d.usable().next() {
-            Some((q, r)) => Grant { cap: q, rate: r },
-            None => Grant { cap: d.max, rate: 0 },
-        })
-        .collect();
-    let mut used: u64 = grants.iter().map(|g| g.rate).sum();
+    let mut used: u64 = 0;
+    let mut grants: Vec<Grant> = Vec::with_capacity(demands.len());
+    for (i, d) in demands.iter().enumerate() {
+        let g = match d.usable().next() {
+            Some((q, r)) if i == 0 || used + r <= budget => Grant {
+                cap: q,
+                rate: r,
+                paused: false,
+            },
+            Some((q, _)) => Grant {
+                cap: q,
+                rate: 0,
+                paused: true,
+            },
+            None => Grant {
+                cap: d.max,
+                rate: 0,
+                paused: false,
+            },
+        };
+        used += g.rate;
+        grants.push(g);
+    }
     loop {
         let mut raised = false;
         for (d, g) in demands.iter().zip(grants.iter_mut()) {
+            if g.paused {
+                continue;
+            }
             let Some((q, r)) = d.usable().find(|(q, _)| *q > g.cap) else {
                 continue;
             };
             let extra = r.saturating_sub(g.rate);
             if used + extra <= budget {
                 used += extra;
-                *g = Grant { cap: q, rate: r };
+                *g = Grant {
+                    cap: q,
+                    rate: r,
+                    paused: false,
+                };
                 raised = true;
             }
         }
@@ -110,9 +135,14 @@ mod tests {
     }
 
     #[test]
-    fn the_lowest_layer_is_the_floor() {
-        let g = allocate(10_000, &[demand(Quality::High)]);
-        assert_eq!(g[0].cap, Quality::Low);
+    fn the_first_track_keeps_its_lowest_layer_the_others_pause() {
+        let g = allocate(10_000, &[demand(Quality::High), demand(Quality::High)]);
+        assert_eq!((g[0].cap, g[0].paused), (Quality::Low, false));
+        assert!(g[1].paused, "a track that does not fit is paused");
+        // With room for two low layers nobody pauses.
+        let g = allocate(300_000, &[demand(Quality::High), demand(Quality::High)]);
+        assert!(!g[0].paused && !g[1].paused);
+        assert_eq!((g[0].cap, g[1].cap), (Quality::Low, Quality::Low));
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub enum MediaEvent {
         reliable: bool,
         data: Vec<u8>,
     },
+    /// A subscriber's downlink has no room for a track (or room again).
+    DowntrackPaused {
+        peer: PeerId,
+        track_id: String,
+        paused: bool,
+    },
     /// The first packet was forwarded to a subscriber; `track_id` is the
     /// track id given to [`MediaCore::subscribe`].
     DowntrackStarted { peer: PeerId, track_id: String },
@@ -301,6 +307,8 @@ struct Downtrack {
     max_quality: Quality,
     /// The highest layer the subscriber's estimated downlink allows.
     bwe_cap: Quality,
+    /// The downlink has no room for this track at all.
+    bwe_paused: bool,
     current: Option<Option<Rid>>,
     rewriter: rewrite::Rewriter,
     vp8: rewrite::Vp8Rewriter,
@@ -607,6 +615,7 @@ impl MediaCore {
             enabled: true,
             max_quality: Quality::High,
             bwe_cap: Quality::High,
+            bwe_paused: false,
             current: None,
             rewriter: rewrite::Rewriter::new(clock_rate),
             vp8: rewrite::Vp8Rewriter::default(),
@@ -1033,6 +1042,16 @@ impl MediaCore {
             for ((key, i), g) in slots.iter().zip(grants.iter()) {
                 if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
                     d.bwe_cap = g.cap;
+                    if d.bwe_paused != g.paused {
+                        d.bwe_paused = g.paused;
+                        // Resuming starts again at a keyframe.
+                        d.current = None;
+                        self.out.push_back(Output::Event(MediaEvent::DowntrackPaused {
+                            peer,
+                            track_id: d.track_id.clone(),
+                            paused: g.paused,
+                        }));
+                    }
                 }
             }
             let minimum: u64 = fixed + grants.iter().map(|g| g.rate).sum::<u64>();
@@ -1119,7 +1138,7 @@ impl MediaCore {
         let mut keyframe_wanted = false;
         for d in src.downtracks.iter_mut() {
             let Some(sub_mid) = d.mid else { continue };
-            if !d.enabled {
+            if !d.enabled || d.bwe_paused {
                 continue;
             }
             let want = choose_layer(&src.rids, &src.last_packet, d.max_quality.min(d.bwe_cap), now);

@@ -1031,6 +1031,42 @@ impl Sfu {
                 }
             }
             MediaEvent::Data { peer, reliable, data } => self.relay_data(peer, reliable, &data),
+            MediaEvent::DowntrackPaused {
+                peer,
+                track_id,
+                paused,
+            } => {
+                let Some(conn) = self
+                    .by_peer
+                    .get(&peer)
+                    .and_then(|s| self.participants.get(s))
+                    .and_then(|p| p.conn)
+                else {
+                    return;
+                };
+                let Ok(track) = TrackSid::parse(&track_id) else {
+                    return;
+                };
+                let Some(owner) = self.participants.values().find(|p| p.tracks.contains_key(&track)) else {
+                    return;
+                };
+                let state = if paused {
+                    lk::StreamState::Paused
+                } else {
+                    lk::StreamState::Active
+                };
+                let info = lk::StreamStateInfo {
+                    participant_sid: owner.sid.to_string(),
+                    track_sid: track_id,
+                    state: state as i32,
+                };
+                self.send(
+                    conn,
+                    Resp::StreamStateUpdate(lk::StreamStateUpdate {
+                        stream_states: vec![info],
+                    }),
+                );
+            }
             MediaEvent::DowntrackStarted { peer, track_id } => {
                 let conn = self
                     .by_peer
