@@ -371,3 +371,127 @@ fn a_removed_publisher_stops_forwarding_and_renegotiates() {
     );
     assert_eq!(w.core.peer_count(), 1);
 }
+
+/// Opus payloads pass through untouched and in order, the downtrack is
+/// announced once under the track id given to `subscribe`, and a disabled
+/// downtrack forwards nothing until it is enabled again.
+#[test]
+fn audio_passes_through_and_stops_while_disabled() {
+    let mut w = World::new();
+    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    let source = w
+        .core_events
+        .iter()
+        .find_map(|e| match e {
+            MediaEvent::TrackAdded {
+                peer,
+                mid,
+                kind: conclave_media::Kind::Audio,
+                track_id,
+                rids,
+            } if *peer == publisher => {
+                assert_eq!(track_id, "cid-Audio", "the msid track id is the client's");
+                assert!(rids.is_empty());
+                Some(mid.clone())
+            }
+            _ => None,
+        })
+        .expect("TrackAdded for the audio section");
+    let sub = subscribe_all(&mut w, publisher);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
+
+    let audio = mids[0];
+    let mut n: u64 = 0;
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    let mut send = |w: &mut World, written: &mut Vec<Vec<u8>>| {
+        // Every frame distinct, to check order and content.
+        let payload = vec![0xfc, (n >> 8) as u8, n as u8, 0x42];
+        let now = w.now;
+        write_frame(
+            &mut w.publisher,
+            audio,
+            Codec::Opus,
+            now,
+            MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
+            &payload,
+        );
+        written.push(payload);
+        n += 1;
+    };
+    w.run_for(Duration::from_secs(2), Duration::from_millis(20), |w| {
+        send(w, &mut written)
+    });
+    let received = |w: &World| -> Vec<Vec<u8>> {
+        w.subscriber
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MediaData(d) => Some(d.data.to_vec()),
+                _ => None,
+            })
+            .collect()
+    };
+    let got = received(&w);
+    assert!(got.len() >= 90, "subscriber got {} of 100 frames", got.len());
+    // What arrives is a contiguous, unchanged run of what was sent (the jitter
+    // buffer may hold the newest frames back).
+    let first = written
+        .iter()
+        .position(|p| *p == got[0])
+        .expect("the first received frame was never sent");
+    assert_eq!(got.as_slice(), &written[first..first + got.len()]);
+    let started: Vec<&MediaEvent> = w
+        .core_events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::DowntrackStarted { .. }))
+        .collect();
+    assert_eq!(
+        started,
+        vec![&MediaEvent::DowntrackStarted {
+            peer: sub,
+            track_id: "TR_0".into()
+        }]
+    );
+    let forwarded = w.core.counters().rtp_forwarded;
+    assert!(forwarded >= 90, "forwarded {forwarded}");
+
+    // Disabled: nothing is forwarded however much the publisher sends.
+    w.core
+        .set_downtrack(sub, publisher, &source, false, conclave_media::Quality::High);
+    let before = received(&w).len();
+    w.run_for(Duration::from_secs(1), Duration::from_millis(20), |w| {
+        send(w, &mut written)
+    });
+    assert_eq!(
+        w.core.counters().rtp_forwarded,
+        forwarded,
+        "a disabled downtrack forwarded"
+    );
+    assert!(
+        received(&w).len() <= before + 5,
+        "frames kept arriving while disabled"
+    );
+
+    // Enabled again: forwarding resumes, without a second DowntrackStarted.
+    w.core
+        .set_downtrack(sub, publisher, &source, true, conclave_media::Quality::High);
+    let resumed_at = received(&w).len();
+    w.run_for(Duration::from_secs(1), Duration::from_millis(20), |w| {
+        send(w, &mut written)
+    });
+    assert!(w.core.counters().rtp_forwarded >= forwarded + 45);
+    assert!(received(&w).len() >= resumed_at + 40, "forwarding did not resume");
+    assert_eq!(
+        w.core_events
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::DowntrackStarted { .. }))
+            .count(),
+        1
+    );
+}

@@ -1679,3 +1679,6 @@ mod rating_tests {
         assert!(good > bad);
     }
 }
+
+#[cfg(test)]
+mod tests;
