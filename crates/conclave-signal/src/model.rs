@@ -228,10 +228,11 @@ pub(crate) fn quality_for_size(width: u32, height: u32, track: &Track) -> Qualit
     if shown == 0 {
         return Quality::High;
     }
-    // Layers are commonly full, half and quarter size.
-    if shown * 4 <= full * 3 / 2 {
+    // Layers are commonly full, half and quarter size: the smallest layer
+    // at least as large as the video is shown, so nothing is upscaled.
+    if shown * 4 <= full {
         Quality::Low
-    } else if shown * 2 <= full * 3 / 2 {
+    } else if shown * 2 <= full {
         Quality::Medium
     } else {
         Quality::High
@@ -270,6 +271,9 @@ mod tests {
         assert_eq!(quality_for_size(1280, 720, &t), Quality::High);
         assert_eq!(quality_for_size(640, 360, &t), Quality::Medium);
         assert_eq!(quality_for_size(320, 180, &t), Quality::Low);
+        // A 400 pixel tile gets the 640 pixel layer, not the 320 one.
+        assert_eq!(quality_for_size(400, 225, &t), Quality::Medium);
+        assert_eq!(quality_for_size(700, 394, &t), Quality::High);
         assert_eq!(quality_for_size(0, 0, &t), Quality::High);
     }
 
