@@ -49,6 +49,14 @@ const INITIAL_DOWNLINK_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer without packets for this long is considered stopped.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
+/// Packets kept per outgoing video stream to answer NACKs (about 3 s of the
+/// top layer), and for how long.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+/// Resends stop for a moment when they exceed this share of a stream's bytes
+/// in the last second: enough to repair 30% loss, and a bound against a
+/// subscriber that asks for everything again.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 /// Identifies one peer connection inside a [`MediaCore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1176,6 +1184,9 @@ impl MediaCore {
             let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else {
                 continue;
             };
+            if !d.started && src.kind == Kind::Video {
+                tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+            }
             let ext = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
                 voice_activity: pkt.header.ext_vals.voice_activity,
