@@ -26,6 +26,18 @@ export function requireNetworkTools() {
 }
 
 /**
+ * A random /30 inside 10.213.0.0/16 for one namespace link, with a random
+ * namespace name, so that tests running at the same time (or left over from
+ * an aborted run) do not share addresses. Returns { name, hostAddr, nsAddr }.
+ */
+export function randomLink(prefix = 'cnc') {
+  const third = 1 + Math.floor(Math.random() * 254);
+  const base = 4 * Math.floor(Math.random() * 63);
+  const name = `${prefix}${Math.random().toString(36).slice(2, 7)}`;
+  return { name, hostAddr: `10.213.${third}.${base + 1}`, nsAddr: `10.213.${third}.${base + 2}` };
+}
+
+/**
  * Makes namespace `name` linked to the host: host side `hostAddr`/30 on
  * `<name>h`, namespace side `nsAddr`/30 on `<name>n`. Returns the
  * addresses, a Chromium wrapper that runs inside the namespace, a way to
@@ -59,6 +71,14 @@ export async function makeNamespace(name, hostAddr, nsAddr) {
       /** Loses this share of packets from the host into the namespace. */
       loseDownlink(percent) {
         tc('qdisc', 'replace', 'dev', hostDev, 'root', 'netem', 'loss', `${percent}%`);
+      },
+      /** Takes any shaping off the host-to-namespace direction. */
+      clearDownlink() {
+        try {
+          tc('qdisc', 'del', 'dev', hostDev, 'root');
+        } catch {
+          // Nothing was shaped.
+        }
       },
       async remove() {
         try {
