@@ -33,7 +33,7 @@ export function mediaAvailable(): boolean {
 const INSECURE_MESSAGE =
   'This page is not served over a secure (https) connection, so the browser does not allow camera or microphone use.';
 
-export function mediaErrorMessage(device: 'camera' | 'microphone', error: unknown): string {
+export function mediaErrorMessage(device: 'camera' | 'microphone' | 'screen', error: unknown): string {
   if (!mediaAvailable()) return INSECURE_MESSAGE;
   switch (MediaDeviceFailure.getFailure(error)) {
     case MediaDeviceFailure.PermissionDenied:

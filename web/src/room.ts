@@ -43,6 +43,14 @@ interface ParticipantView {
   attached?: Track;
 }
 
+/** A participant's shared screen: a tile of its own, wider than the faces. */
+interface ScreenView {
+  tile: HTMLElement;
+  video: HTMLVideoElement;
+  label: HTMLElement;
+  attached?: Track;
+}
+
 /**
  * Connects to the room. Resolves once connected and the meeting screen is
  * shown; rejects with a readable error if the connection fails (nothing is
@@ -67,6 +75,7 @@ export async function enterRoom(session: Session, choices: JoinChoices, onEnd: (
 
 class Meeting {
   private readonly views = new Map<string, ParticipantView>();
+  private readonly screens = new Map<string, ScreenView>();
   private readonly grid = h('div', { class: 'grid', 'data-testid': 'video-grid' });
   private readonly list = h('ul', { class: 'participant-list', 'data-testid': 'participant-list' });
   private readonly listTitle = h('h2', { id: 'participants-title' });
@@ -75,6 +84,7 @@ class Meeting {
   private readonly statusText = h('span', { class: 'status-text', 'data-testid': 'connection-state' });
   private readonly micButton = h('button', { type: 'button', class: 'control', 'data-testid': 'mic-toggle' });
   private readonly camButton = h('button', { type: 'button', class: 'control', 'data-testid': 'camera-toggle' });
+  private readonly screenButton = h('button', { type: 'button', class: 'control', 'data-testid': 'screen-share-toggle' });
   private readonly panelButton = h('button', { type: 'button', class: 'control control-secondary', 'data-testid': 'participants-toggle', 'aria-controls': 'side-panel' });
   private readonly leaveButton = h('button', { type: 'button', class: 'control control-leave', 'data-testid': 'leave-button' }, icon('leave'), h('span', { text: 'Leave' }));
   private readonly audioButton = h('button', { type: 'button', class: 'button button-primary', hidden: true, 'data-testid': 'start-audio' }, icon('speaker'), ' Allow audio playback');
@@ -83,7 +93,7 @@ class Meeting {
   private readonly cleanups: Array<() => void> = [];
   private resizeObserver?: ResizeObserver;
   private ended = false;
-  private busy = { mic: false, cam: false };
+  private busy = { mic: false, cam: false, screen: false };
   /** Last known state of the local devices, offered again on rejoin. */
   private wanted: { mic: boolean; cam: boolean };
 
@@ -207,6 +217,9 @@ class Meeting {
 
     this.micButton.addEventListener('click', () => void this.toggleMic());
     this.camButton.addEventListener('click', () => void this.toggleCamera());
+    this.screenButton.addEventListener('click', () => void this.toggleScreenShare());
+    // Browsers without screen capture (most phones) get no button.
+    this.screenButton.hidden = typeof navigator.mediaDevices?.getDisplayMedia !== 'function';
     this.leaveButton.addEventListener('click', () => {
       this.leaveButton.disabled = true;
       void this.room.disconnect();
@@ -220,6 +233,7 @@ class Meeting {
       { class: 'controls', role: 'group', 'aria-label': 'Meeting controls' },
       this.micButton,
       this.camButton,
+      this.screenButton,
       this.panelButton,
       this.leaveButton,
     );
@@ -341,6 +355,48 @@ class Meeting {
     v.video.hidden = !showVideo;
     v.avatar.hidden = showVideo;
     v.tile.classList.toggle('tile-no-video', !showVideo);
+    this.syncScreen(p, name, isLocal);
+  }
+
+  /** Shows, updates or removes the participant's screen-share tile. */
+  private syncScreen(p: Participant, name: string, isLocal: boolean): void {
+    const pub = p.getTrackPublication(Track.Source.ScreenShare);
+    const track = pub && !pub.isMuted ? pub.track : undefined;
+    let v = this.screens.get(p.identity);
+    if (!track) {
+      if (v) this.removeScreen(p.identity, v);
+      return;
+    }
+    if (!v) {
+      const video = h('video', { class: 'tile-video', playsinline: true, autoplay: true, muted: true });
+      video.muted = true;
+      const label = h('span', { class: 'tile-name' });
+      const tile = h(
+        'div',
+        { class: 'tile tile-screen', 'data-testid': 'screen-tile', 'data-identity': p.identity, role: 'group' },
+        video,
+        h('div', { class: 'tile-footer' }, icon('screen'), label),
+      );
+      v = { tile, video, label };
+      this.screens.set(p.identity, v);
+      this.grid.prepend(tile);
+      this.layoutGrid();
+    }
+    const text = isLocal ? 'Your screen' : `${name}'s screen`;
+    v.tile.setAttribute('aria-label', text);
+    v.label.textContent = text;
+    if (track !== v.attached) {
+      v.attached?.detach(v.video);
+      track.attach(v.video);
+      v.attached = track;
+    }
+  }
+
+  private removeScreen(identity: string, v: ScreenView): void {
+    v.attached?.detach(v.video);
+    v.tile.remove();
+    this.screens.delete(identity);
+    this.layoutGrid();
   }
 
   private remove(p: RemoteParticipant): void {
@@ -350,6 +406,8 @@ class Meeting {
     v.tile.remove();
     v.item.remove();
     this.views.delete(p.identity);
+    const screen = this.screens.get(p.identity);
+    if (screen) this.removeScreen(p.identity, screen);
     this.afterMembershipChange();
   }
 
@@ -401,6 +459,32 @@ class Meeting {
     this.camButton.setAttribute('aria-label', camOn ? 'Turn camera off' : 'Turn camera on');
     this.camButton.setAttribute('aria-pressed', String(!camOn));
     this.camButton.classList.toggle('control-off', !camOn);
+    const sharing = lp.isScreenShareEnabled;
+    this.screenButton.replaceChildren(icon(sharing ? 'screenOff' : 'screen'), h('span', { text: sharing ? 'Stop sharing' : 'Share screen' }));
+    this.screenButton.setAttribute('aria-label', sharing ? 'Stop sharing your screen' : 'Share your screen');
+    this.screenButton.setAttribute('aria-pressed', String(sharing));
+    this.screenButton.classList.toggle('control-active', sharing);
+  }
+
+  /** Starts or stops sharing the screen (with its audio where the browser offers it). */
+  private async toggleScreenShare(): Promise<void> {
+    if (this.busy.screen) return;
+    this.busy.screen = true;
+    this.screenButton.disabled = true;
+    const lp = this.room.localParticipant;
+    try {
+      await lp.setScreenShareEnabled(!lp.isScreenShareEnabled, { audio: true });
+    } catch (err) {
+      // Closing the browser's picker is not an error worth showing.
+      if (!(err instanceof DOMException && err.name === 'NotAllowedError')) {
+        notify(mediaErrorMessage('screen', err), 'error');
+      }
+    } finally {
+      this.busy.screen = false;
+      this.screenButton.disabled = false;
+      this.updateControls();
+      this.sync(lp);
+    }
   }
 
   private async toggleMic(): Promise<void> {
@@ -506,6 +590,7 @@ class Meeting {
     this.ended = true;
     for (const cleanup of this.cleanups) cleanup();
     for (const v of this.views.values()) v.attached?.detach(v.video);
+    for (const v of this.screens.values()) v.attached?.detach(v.video);
     this.audioSink.replaceChildren();
     const end: MeetingEnd = {
       micOn: this.wanted.mic,
