@@ -13,6 +13,27 @@ const dev = process.argv.includes('--dev');
 await rm(dist, { recursive: true, force: true });
 await mkdir(dist, { recursive: true });
 
+// livekit-client's end-to-end encryption worker, loaded by the app for
+// meetings opened with a key.
+const worker = await build({
+  absWorkingDir: root,
+  entryPoints: { 'e2ee-worker': 'livekit-client/e2ee-worker' },
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['es2022', 'chrome111', 'firefox115', 'safari16'],
+  outdir: dist,
+  entryNames: 'assets/[name]-[hash]',
+  minify: !dev,
+  sourcemap: dev ? 'linked' : false,
+  legalComments: 'eof',
+  metafile: true,
+  logLevel: 'warning',
+});
+const workerOut = Object.keys(worker.metafile.outputs).find((o) => o.endsWith('.js'));
+if (!workerOut) throw new Error('no output for the e2ee worker');
+const workerUrl = '/' + relative(dist, join(root, workerOut)).split('\\').join('/');
+
 const result = await build({
   absWorkingDir: root,
   entryPoints: { app: 'src/main.ts', style: 'src/styles.css' },
@@ -30,7 +51,7 @@ const result = await build({
   // Files from public/ are served at the site root as they are.
   external: ['/favicon.svg'],
   logLevel: 'warning',
-  define: { 'process.env.NODE_ENV': dev ? '"development"' : '"production"' },
+  define: { 'process.env.NODE_ENV': dev ? '"development"' : '"production"', __E2EE_WORKER__: JSON.stringify(workerUrl) },
 });
 
 // Find the emitted names of both entry points.
@@ -49,4 +70,4 @@ if (html.includes('%APP_')) throw new Error('unreplaced placeholder in index.htm
 await writeFile(join(dist, 'index.html'), html);
 await cp(join(root, 'public'), dist, { recursive: true });
 
-console.log(`built ${relative(root, dist)}/: index.html, ${js.slice(1)}, ${css.slice(1)}`);
+console.log(`built ${relative(root, dist)}/: index.html, ${js.slice(1)}, ${css.slice(1)}, ${workerUrl.slice(1)}`);

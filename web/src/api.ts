@@ -8,6 +8,11 @@ export interface Session {
   identity?: string;
   /** 'open': token obtained from /api/join; 'invite': token from an invitation link. */
   source: 'open' | 'invite';
+  /**
+   * The meeting's end-to-end encryption key, from the link's `#key=` part.
+   * It stays in the browser: the part after `#` is never sent to a server.
+   */
+  e2eeKey?: string;
 }
 
 export class ApiError extends Error {
@@ -89,19 +94,22 @@ export function readToken(token: string): TokenInfo | null {
 }
 
 /**
- * Reads `#token=<jwt>` (an invitation link) or `#room=<name>` from the
- * address, then removes it so the token does not linger in the address bar.
+ * Reads `#token=<jwt>` (an invitation link) or `#room=<name>`, and
+ * `key=<end-to-end key>`, from the address, then removes a token or key so
+ * that neither lingers in the address bar or the history.
  */
-export function takeHashParams(): { token?: string; room?: string } {
+export function takeHashParams(): { token?: string; room?: string; key?: string } {
   const hash = window.location.hash.replace(/^#/, '');
   if (hash === '') return {};
   const params = new URLSearchParams(hash);
-  const result: { token?: string; room?: string } = {};
+  const result: { token?: string; room?: string; key?: string } = {};
   const token = params.get('token');
   const room = params.get('room');
+  const key = params.get('key');
   if (token) result.token = token;
   if (room) result.room = room;
-  if (token) {
+  if (key) result.key = key;
+  if (token || key) {
     window.history.replaceState(null, '', window.location.pathname + window.location.search);
   }
   return result;

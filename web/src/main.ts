@@ -23,7 +23,11 @@ function landing(name?: string, room?: string, message?: string): void {
   showLanding(options);
 }
 
+/** The end-to-end key from the link this page was opened with, if any. */
+let e2eeKey: string | undefined;
+
 function prejoin(session: Session, prefs: Preferences): void {
+  if (e2eeKey && !session.e2eeKey) session.e2eeKey = e2eeKey;
   const options: Parameters<typeof showPrejoin>[0] = {
     session,
     onJoin: (choices) =>
@@ -62,6 +66,7 @@ function left(session: Session, end: MeetingEnd): void {
 
 function start(): void {
   const params = takeHashParams();
+  e2eeKey = params.key;
   if (params.token) {
     const info = readToken(params.token);
     if (!info) {

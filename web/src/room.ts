@@ -5,12 +5,15 @@
 import {
   ConnectionState,
   DisconnectReason,
+  ExternalE2EEKeyProvider,
+  isE2EESupported,
   type LocalTrackPublication,
   type Participant,
   type RemoteParticipant,
   type RemoteTrack,
   Room,
   RoomEvent,
+  type RoomOptions,
   supportsAudioOutputSelection,
   Track,
 } from 'livekit-client';
@@ -30,6 +33,9 @@ export interface MeetingEnd {
 
 /** Upper bound for joining, on top of livekit-client's own timeouts. */
 const CONNECT_TIMEOUT_MS = 45_000;
+
+/** Address of livekit-client's end-to-end encryption worker, set by build.mjs. */
+declare const __E2EE_WORKER__: string;
 
 interface ParticipantView {
   tile: HTMLElement;
@@ -57,9 +63,20 @@ interface ScreenView {
  * shown then, and the caller keeps ownership of the tracks).
  */
 export async function enterRoom(session: Session, choices: JoinChoices, onEnd: (end: MeetingEnd) => void): Promise<void> {
-  const room = new Room({ adaptiveStream: true, dynacast: true });
+  const options: RoomOptions = { adaptiveStream: true, dynacast: true };
+  let keyProvider: ExternalE2EEKeyProvider | undefined;
+  if (session.e2eeKey) {
+    if (!isE2EESupported()) throw new Error('This browser cannot take part in end-to-end encrypted meetings.');
+    keyProvider = new ExternalE2EEKeyProvider();
+    options.e2ee = { keyProvider, worker: new Worker(new URL(__E2EE_WORKER__, window.location.origin), { type: 'module' }) };
+  }
+  const room = new Room(options);
   let timer = 0;
   try {
+    if (keyProvider && session.e2eeKey) {
+      await keyProvider.setKey(session.e2eeKey);
+      await room.setE2EEEnabled(true);
+    }
     const timeout = new Promise<never>((_, reject) => {
       timer = window.setTimeout(() => reject(new Error('connection timed out')), CONNECT_TIMEOUT_MS);
     });
@@ -93,6 +110,7 @@ class Meeting {
   private readonly cleanups: Array<() => void> = [];
   private resizeObserver?: ResizeObserver;
   private ended = false;
+  private warnedDecryption = false;
   private busy = { mic: false, cam: false, screen: false };
   /** Last known state of the local devices, offered again on rejoin. */
   private wanted: { mic: boolean; cam: boolean };
@@ -184,7 +202,12 @@ class Meeting {
         notify(mediaErrorMessage(kind === 'videoinput' ? 'camera' : 'microphone', err), 'error');
       })
       .on(RoomEvent.MediaDevicesChanged, () => void this.refreshDeviceLists())
-      .on(RoomEvent.Disconnected, (reason) => this.end(reason));
+      .on(RoomEvent.Disconnected, (reason) => this.end(reason))
+      .on(RoomEvent.EncryptionError, () => {
+        if (this.warnedDecryption) return;
+        this.warnedDecryption = true;
+        notify('Some media could not be decrypted. Everyone must join with the same meeting link.', 'error');
+      });
 
     const onPageHide = () => void room.disconnect();
     window.addEventListener('pagehide', onPageHide);
@@ -203,6 +226,12 @@ class Meeting {
       h('div', { class: 'room-heading' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), title),
       h('div', { class: 'room-status' }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), this.statusText),
     );
+
+    if (this.room.isE2EEEnabled) {
+      header.appendChild(
+        h('span', { class: 'e2ee-badge', 'data-testid': 'e2ee-state', title: 'Audio and video are encrypted on your device; the server cannot read them.' }, 'End-to-end encrypted'),
+      );
+    }
 
     if (this.session.source === 'open') {
       const copy = h('button', { type: 'button', class: 'button button-secondary button-small', 'data-testid': 'copy-link' }, icon('link'), ' Copy room link');
@@ -558,7 +587,10 @@ class Meeting {
   }
 
   private async copyLink(): Promise<void> {
-    const link = `${window.location.origin}/#room=${encodeURIComponent(this.room.name || this.session.room)}`;
+    const params = new URLSearchParams({ room: this.room.name || this.session.room });
+    // The key travels only in the part after '#', which browsers never send.
+    if (this.session.e2eeKey) params.set('key', this.session.e2eeKey);
+    const link = `${window.location.origin}/#${params.toString()}`;
     try {
       await navigator.clipboard.writeText(link);
       notify('Room link copied', 'success');

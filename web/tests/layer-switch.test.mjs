@@ -6,7 +6,9 @@
 // A keeps the high layer. Measured and printed, not asserted: which layers
 // the publisher sends, how long after the limit B's layer dropped, how long
 // B's decoding stalled around the switch (freezes), and whether B climbs
-// back once the limit is lifted.
+// back once the limit is lifted. The same runs a second time with
+// end-to-end encryption on (a shared key in the meeting link): the server
+// cannot read the payloads then, and must switch layers all the same.
 //
 // Network: only loopback, the host side of the veth pair and the namespace.
 // Beyond loopback the server speaks HTTPS with a self-signed certificate it
@@ -40,113 +42,120 @@ async function eventually(t, page, pred, what, ms, every = 1_000) {
   assert.fail(`timed out after ${ms / 1000} s waiting for ${what}; last sample ${JSON.stringify(last)}`);
 }
 
-test('a link that narrows mid-call moves its subscriber to a lower layer', { timeout: TEST_MS }, async (t) => {
-  requireChromium();
-  requireNetworkTools();
-  const started = Date.now();
-  const link = randomLink('cqs');
-  const ns = await makeNamespace(link.name, link.hostAddr, link.nsAddr);
-  let server;
-  const people = [];
-  let failed = true;
-  try {
-    server = await startServer({ host: ns.hostAddr });
-    const room = randomRoom();
-    const pub = await launchParticipant('switch-pub', TRUST);
-    people.push(pub);
-    const a = await launchParticipant('switch-a', TRUST);
-    people.push(a);
-    const b = await launchParticipant('switch-b', { executablePath: ns.chromium, ...TRUST });
-    people.push(b);
-    await joinMeeting(pub.page, server.url, { name: 'Pub', room });
-    // The subscribers only receive: the machine's CPU goes to the video under test.
-    await joinReceiveOnly(a.page, server.url, { name: 'A', room });
-    await joinReceiveOnly(b.page, server.url, { name: 'B', room });
-    await participantItem(b.page, 'Pub').waitFor({ state: 'attached', timeout: 30_000 });
-
-    // The publisher's simulcast layers, once its encoder has ramped up.
-    let layers = [];
-    // Three when all go out; dynacast pauses a layer nobody asks for (the
-    // app's tiles ask for 640 px), so two suffice after a few seconds.
-    const layerStart = Date.now();
-    while (Date.now() < layerStart + 20_000) {
-      layers = await videoOutbound(pub.page);
-      const sending = layers.filter((l) => l.width > 0).length;
-      if (sending >= 3 || (sending >= 2 && Date.now() > layerStart + 6_000)) break;
-      await sleep(1_000);
-    }
-    t.diagnostic(`publisher layers: ${JSON.stringify(layers)}`);
-    const widths = [...new Set(layers.map((l) => l.width).filter((w) => w > 0))];
-    assert.ok(widths.length >= 2, `the publisher sends fewer than two simulcast layers: ${JSON.stringify(layers)}`);
-    const top = Math.max(...widths);
-
-    // Unshaped, A gets a high layer (640 px or more; which one depends on the
-    // size of the app's video tile, adaptive stream), and B the same.
-    const aTop = await eventually(t, a.page, (s) => s.width >= Math.min(640, top), 'A to receive a high layer', 40_000);
-    const bTop = await eventually(t, b.page, (s) => s.width >= aTop.width, 'B to receive the same layer before shaping', 30_000);
-    const high = aTop.width;
-    assert.ok(high > Math.min(...widths), 'A did not get above the lowest layer');
-    t.diagnostic(`before shaping: A ${aTop.width}x${aTop.height}, B ${bTop.width}x${bTop.height}`);
-
-    // Narrow the link toward B; sample finely to see the switch.
-    const before = await videoInbound(b.page);
-    const shapedAt = Date.now();
-    ns.shapeDownlink(LIMIT_KBIT);
-    let prev = before;
-    let lastRise = shapedAt;
-    let longestStall = 0;
-    let dropped = null;
-    const path = [`${before.width}@0`];
-    const dropDeadline = shapedAt + 60_000;
-    while (Date.now() < dropDeadline) {
-      await sleep(250);
-      const now = await videoInbound(b.page);
-      const at = Date.now();
-      if (now.width !== prev.width) path.push(`${now.width}@${at - shapedAt}`);
-      if (now.decoded > prev.decoded) lastRise = at;
-      else longestStall = Math.max(longestStall, at - lastRise);
-      prev = now;
-      if (!dropped && now.width > 0 && now.width < high) dropped = { at, sample: now };
-      // Watch a few seconds beyond the switch for the stall it causes.
-      if (dropped && at - dropped.at > 5_000) break;
-    }
-    assert.ok(dropped, `B stayed at ${prev.width} px for 60 s after its link was limited to ${LIMIT_KBIT} kbit/s`);
-    t.diagnostic(
-      `limit ${LIMIT_KBIT} kbit/s: B dropped ${high} -> ${dropped.sample.width} px after ${dropped.at - shapedAt} ms; ` +
-        `longest decoding stall ${longestStall} ms; freezes +${prev.freezes - before.freezes} ` +
-        `(${(prev.freezeSeconds - before.freezeSeconds).toFixed(2)} s), PLIs +${prev.plis - before.plis}, ` +
-        `NACKs +${prev.nacks - before.nacks}, lost +${prev.lost - before.lost}, keyframes +${prev.keyFrames - before.keyFrames}; width@ms ${path.join(' ')}`,
-    );
-
-    // B keeps decoding the lower layer; A keeps the top layer.
-    const bLow = await eventually(t, b.page, (s) => s.width > 0 && s.width < high, 'B to keep decoding a lower layer', 20_000);
-    const aStill = await eventually(t, a.page, (s) => s.width >= high, 'A to keep the top layer', 20_000);
-    assert.ok(aStill.width > bLow.width);
-
-    // Lift the limit; report whether and when B climbs back (not asserted).
-    ns.clearDownlink();
-    const liftedAt = Date.now();
-    const climbDeadline = Math.min(liftedAt + 40_000, started + TEST_MS - 15_000);
-    let climbed = null;
-    let s = bLow;
-    while (Date.now() < climbDeadline) {
-      await sleep(1_000);
-      s = await videoInbound(b.page);
-      if (s.width >= high) {
-        climbed = Date.now() - liftedAt;
-        break;
+for (const e2ee of [false, true]) {
+  const mode = e2ee ? ' (end-to-end encrypted)' : '';
+  test(`a link that narrows mid-call moves its subscriber to a lower layer${mode}`, { timeout: TEST_MS }, async (t) => {
+    requireChromium();
+    requireNetworkTools();
+    const started = Date.now();
+    const link = randomLink('cqs');
+    const ns = await makeNamespace(link.name, link.hostAddr, link.nsAddr);
+    let server;
+    const people = [];
+    let failed = true;
+    try {
+      server = await startServer({ host: ns.hostAddr });
+      const room = randomRoom();
+      const pub = await launchParticipant('switch-pub', TRUST);
+      people.push(pub);
+      const a = await launchParticipant('switch-a', TRUST);
+      people.push(a);
+      const b = await launchParticipant('switch-b', { executablePath: ns.chromium, ...TRUST });
+      people.push(b);
+      const key = e2ee ? `layer-key-${Math.random().toString(36).slice(2)}` : undefined;
+      await joinMeeting(pub.page, server.url, { name: 'Pub', room, key });
+      // The subscribers only receive: the machine's CPU goes to the video under test.
+      await joinReceiveOnly(a.page, server.url, { name: 'A', room, key });
+      await joinReceiveOnly(b.page, server.url, { name: 'B', room, key });
+      await participantItem(b.page, 'Pub').waitFor({ state: 'attached', timeout: 30_000 });
+      for (const person of people) {
+        assert.equal(await person.page.getByTestId('e2ee-state').count(), e2ee ? 1 : 0, `${person.label}: encryption shown wrongly`);
       }
+
+      // The publisher's simulcast layers, once its encoder has ramped up.
+      let layers = [];
+      // Three when all go out; dynacast pauses a layer nobody asks for (the
+      // app's tiles ask for 640 px), so two suffice after a few seconds.
+      const layerStart = Date.now();
+      while (Date.now() < layerStart + 20_000) {
+        layers = await videoOutbound(pub.page);
+        const sending = layers.filter((l) => l.width > 0).length;
+        if (sending >= 3 || (sending >= 2 && Date.now() > layerStart + 6_000)) break;
+        await sleep(1_000);
+      }
+      t.diagnostic(`publisher layers: ${JSON.stringify(layers)}`);
+      const widths = [...new Set(layers.map((l) => l.width).filter((w) => w > 0))];
+      assert.ok(widths.length >= 2, `the publisher sends fewer than two simulcast layers: ${JSON.stringify(layers)}`);
+      const top = Math.max(...widths);
+
+      // Unshaped, A gets a high layer (640 px or more; which one depends on the
+      // size of the app's video tile, adaptive stream), and B the same.
+      const aTop = await eventually(t, a.page, (s) => s.width >= Math.min(640, top), 'A to receive a high layer', 40_000);
+      const bTop = await eventually(t, b.page, (s) => s.width >= aTop.width, 'B to receive the same layer before shaping', 30_000);
+      const high = aTop.width;
+      assert.ok(high > Math.min(...widths), 'A did not get above the lowest layer');
+      t.diagnostic(`before shaping: A ${aTop.width}x${aTop.height}, B ${bTop.width}x${bTop.height}`);
+
+      // Narrow the link toward B; sample finely to see the switch.
+      const before = await videoInbound(b.page);
+      const shapedAt = Date.now();
+      ns.shapeDownlink(LIMIT_KBIT);
+      let prev = before;
+      let lastRise = shapedAt;
+      let longestStall = 0;
+      let dropped = null;
+      const path = [`${before.width}@0`];
+      const dropDeadline = shapedAt + 60_000;
+      while (Date.now() < dropDeadline) {
+        await sleep(250);
+        const now = await videoInbound(b.page);
+        const at = Date.now();
+        if (now.width !== prev.width) path.push(`${now.width}@${at - shapedAt}`);
+        if (now.decoded > prev.decoded) lastRise = at;
+        else longestStall = Math.max(longestStall, at - lastRise);
+        prev = now;
+        if (!dropped && now.width > 0 && now.width < high) dropped = { at, sample: now };
+        // Watch a few seconds beyond the switch for the stall it causes.
+        if (dropped && at - dropped.at > 5_000) break;
+      }
+      assert.ok(dropped, `B stayed at ${prev.width} px for 60 s after its link was limited to ${LIMIT_KBIT} kbit/s`);
+      t.diagnostic(
+        `limit ${LIMIT_KBIT} kbit/s: B dropped ${high} -> ${dropped.sample.width} px after ${dropped.at - shapedAt} ms; ` +
+          `longest decoding stall ${longestStall} ms; freezes +${prev.freezes - before.freezes} ` +
+          `(${(prev.freezeSeconds - before.freezeSeconds).toFixed(2)} s), PLIs +${prev.plis - before.plis}, ` +
+          `NACKs +${prev.nacks - before.nacks}, lost +${prev.lost - before.lost}, keyframes +${prev.keyFrames - before.keyFrames}; width@ms ${path.join(' ')}`,
+      );
+
+      // B keeps decoding the lower layer; A keeps the top layer.
+      const bLow = await eventually(t, b.page, (s) => s.width > 0 && s.width < high, 'B to keep decoding a lower layer', 20_000);
+      const aStill = await eventually(t, a.page, (s) => s.width >= high, 'A to keep the top layer', 20_000);
+      assert.ok(aStill.width > bLow.width);
+
+      // Lift the limit; report whether and when B climbs back (not asserted).
+      ns.clearDownlink();
+      const liftedAt = Date.now();
+      const climbDeadline = Math.min(liftedAt + 40_000, started + TEST_MS - 15_000);
+      let climbed = null;
+      let s = bLow;
+      while (Date.now() < climbDeadline) {
+        await sleep(1_000);
+        s = await videoInbound(b.page);
+        if (s.width >= high) {
+          climbed = Date.now() - liftedAt;
+          break;
+        }
+      }
+      t.diagnostic(
+        climbed === null
+          ? `limit lifted: B still at ${s.width} px after ${Math.round((Date.now() - liftedAt) / 1000)} s`
+          : `limit lifted: B back at ${s.width} px after ${climbed} ms`,
+      );
+      failed = false;
+    } finally {
+      if (failed && server) console.error(`--- conclave server output ---\n${server.log()}`);
+      await Promise.all(people.map((p) => p.close()));
+      await server?.stop();
+      await ns.remove();
     }
-    t.diagnostic(
-      climbed === null
-        ? `limit lifted: B still at ${s.width} px after ${Math.round((Date.now() - liftedAt) / 1000)} s`
-        : `limit lifted: B back at ${s.width} px after ${climbed} ms`,
-    );
-    failed = false;
-  } finally {
-    if (failed && server) console.error(`--- conclave server output ---\n${server.log()}`);
-    await Promise.all(people.map((p) => p.close()));
-    await server?.stop();
-    await ns.remove();
-  }
-});
+  });
+}

@@ -1,16 +1,19 @@
 // Steps through the web client as a person would.
 
-/** Opens the landing page, fills in name and room, and submits. */
-export async function submitLanding(page, baseUrl, { name, room }) {
-  await page.goto(baseUrl + '/');
+/**
+ * Opens the landing page, fills in name and room, and submits. With `key`,
+ * the page is opened as from a link to an end-to-end encrypted meeting.
+ */
+export async function submitLanding(page, baseUrl, { name, room, key }) {
+  await page.goto(baseUrl + '/' + (key ? `#key=${encodeURIComponent(key)}` : ''));
   await page.getByTestId('name-input').fill(name);
   await page.getByTestId('room-input').fill(room);
   await page.getByTestId('join-button').click();
 }
 
 /** Landing → pre-join → meeting, with the fake camera and microphone on. */
-export async function joinMeeting(page, baseUrl, { name, room }) {
-  await submitLanding(page, baseUrl, { name, room });
+export async function joinMeeting(page, baseUrl, { name, room, key }) {
+  await submitLanding(page, baseUrl, { name, room, key });
   const join = page.getByTestId('prejoin-join-button');
   await join.waitFor({ timeout: 15_000 });
   // The preview shows the fake camera before joining.

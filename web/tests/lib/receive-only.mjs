@@ -4,8 +4,8 @@
 
 import { submitLanding } from './app.mjs';
 
-export async function joinWithDevices(page, baseUrl, { name, room, camera, mic }) {
-  await submitLanding(page, baseUrl, { name, room });
+export async function joinWithDevices(page, baseUrl, { name, room, camera, mic, key }) {
+  await submitLanding(page, baseUrl, { name, room, key });
   const join = page.getByTestId('prejoin-join-button');
   await join.waitFor({ timeout: 15_000 });
   for (const [id, wanted] of [
@@ -30,6 +30,6 @@ export async function joinWithDevices(page, baseUrl, { name, room, camera, mic }
   if (await error.isVisible()) throw new Error(`${name} could not join room ${room}: ${await error.innerText()}`);
 }
 
-export async function joinReceiveOnly(page, baseUrl, { name, room }) {
-  await joinWithDevices(page, baseUrl, { name, room, camera: false, mic: false });
+export async function joinReceiveOnly(page, baseUrl, { name, room, key }) {
+  await joinWithDevices(page, baseUrl, { name, room, camera: false, mic: false, key });
 }
