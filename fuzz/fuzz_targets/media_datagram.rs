@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let local = SocketAddr::from(([10, 0, 0, 1], 5000));
     let start = Instant::now();
-    let mut core = MediaCore::new(MediaConfig { candidates: vec![local] });
+    let mut core = MediaCore::new(MediaConfig { candidates: vec![local] }, start);
     let _publisher = core.add_peer(start, Role::Publisher);
     let subscriber = core.add_peer(start, Role::Subscriber);
     let _ = core.create_offer(subscriber);

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         server_version: "fuzz".into(),
         node_id: "ND_fuzz".into(),
         default_room: RoomSettings::default(),
-    });
+    }, Instant::now());
     let now = Now { mono: Instant::now(), unix_ms: 1_800_000_000_000 };
     for (i, who) in ["a", "b"].iter().enumerate() {
         let _ = sfu.handle_join(

@@ -261,7 +261,8 @@ pub struct MediaCore {
     /// key pair per connection would dominate the cost of a join.
     dtls_cert: Option<str0m::config::DtlsCert>,
     last_allocation: Option<Instant>,
-    now: Option<Instant>,
+    /// The latest time given with an input.
+    now: Instant,
 }
 
 struct Peer {
@@ -325,7 +326,9 @@ struct Downtrack {
 }
 
 impl MediaCore {
-    pub fn new(config: MediaConfig) -> Self {
+    /// A core with no peers. `start` is the current time: the core never
+    /// reads the clock, every later time comes with an input.
+    pub fn new(config: MediaConfig, start: Instant) -> Self {
         Self {
             config,
             next_peer: 1,
@@ -342,7 +345,7 @@ impl MediaCore {
                 .dtls_provider
                 .generate_certificate(),
             last_allocation: None,
-            now: None,
+            now: start,
         }
     }
 
@@ -443,7 +446,7 @@ impl MediaCore {
         self.by_ufrag.insert(ufrag, id);
         self.peers.insert(id, peer);
         self.dirty.insert(id);
-        self.now = Some(now);
+        self.now = self.now.max(now);
         self.process();
         id
     }
@@ -700,7 +703,7 @@ impl MediaCore {
         destination: SocketAddr,
         contents: &[u8],
     ) -> Result<(), MediaError> {
-        self.now = Some(now);
+        self.now = self.now.max(now);
         self.counters.packets_in += 1;
         self.counters.bytes_in += contents.len() as u64;
         let recv =
@@ -735,7 +738,7 @@ impl MediaCore {
 
     /// Drives timers. Call at (or after) the time of the last `Output::Timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
+        self.now = self.now.max(now);
         match self.last_allocation {
             None => self.last_allocation = Some(now),
             Some(t) if now.saturating_duration_since(t) >= ALLOCATION_INTERVAL => {
@@ -763,12 +766,7 @@ impl MediaCore {
             return o;
         }
         let next = self.peers.values().filter_map(|p| p.next_timeout).min();
-        let fallback = self.now.map(|n| n + Duration::from_secs(1));
-        match next.or(fallback) {
-            Some(t) => Output::Timeout(t),
-            // No peer and no time seen yet: nothing will happen until input.
-            None => Output::Timeout(far_future()),
-        }
+        Output::Timeout(next.unwrap_or(self.now + Duration::from_secs(1)))
     }
 
     /// Drains every peer with pending work until none is left.
@@ -1081,7 +1079,7 @@ impl MediaCore {
         layer: Option<Rid>,
         kind: KeyframeRequestKind,
     ) {
-        let Some(now) = self.now else { return };
+        let now = self.now;
         let Some(src) = self.sources.get_mut(&(publisher, mid)) else {
             return;
         };
@@ -1235,11 +1233,6 @@ fn note_ufrags(by_ufrag: &mut HashMap<String, PeerId>, peer: PeerId, sdp: &str) 
             by_ufrag.insert(ufrag.to_owned(), peer);
         }
     }
-}
-
-fn far_future() -> Instant {
-    // An Instant far enough ahead to mean "never" without overflowing.
-    Instant::now() + Duration::from_secs(3600)
 }
 
 /// The descriptor rewrite that gives a VP8 packet its continuous PictureID

@@ -50,9 +50,12 @@ impl World {
         let now = Instant::now();
         Self {
             now,
-            core: MediaCore::new(MediaConfig {
-                candidates: vec![SERVER],
-            }),
+            core: MediaCore::new(
+                MediaConfig {
+                    candidates: vec![SERVER],
+                },
+                now,
+            ),
             publisher: Client::new(PUBLISHER, now),
             subscriber: Client::new(SUBSCRIBER, now),
             core_events: Vec::new(),

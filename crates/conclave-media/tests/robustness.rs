@@ -34,9 +34,12 @@ fn random_datagrams_and_sdp_never_panic() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let local = SocketAddr::from(([10, 0, 0, 1], 5000));
     let start = Instant::now();
-    let mut core = MediaCore::new(MediaConfig {
-        candidates: vec![local],
-    });
+    let mut core = MediaCore::new(
+        MediaConfig {
+            candidates: vec![local],
+        },
+        start,
+    );
     let publisher = core.add_peer(start, Role::Publisher);
     let subscriber = core.add_peer(start, Role::Subscriber);
     let _ = core.create_offer(subscriber);

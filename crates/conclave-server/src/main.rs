@@ -228,14 +228,17 @@ async fn serve(config: Config) -> Result<(), String> {
         max_participants: config.rooms.max_participants,
         metadata: String::new(),
     };
-    let sfu = Sfu::new(SfuConfig {
-        media: MediaConfig {
-            candidates: announced.clone(),
+    let sfu = Sfu::new(
+        SfuConfig {
+            media: MediaConfig {
+                candidates: announced.clone(),
+            },
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            node_id: format!("ND_{}", conclave_types::random_base62(12)),
+            default_room: room_defaults.clone(),
         },
-        server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        node_id: format!("ND_{}", conclave_types::random_base62(12)),
-        default_room: room_defaults.clone(),
-    });
+        std::time::Instant::now(),
+    );
     let engine = Engine::start(sfu, socket, announced);
     let state = AppState {
         engine,

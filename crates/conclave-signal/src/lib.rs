@@ -144,9 +144,11 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    pub fn new(config: SfuConfig) -> Self {
+    /// An empty server. `start` is the current time; the core never reads the
+    /// clock, later times come with the inputs.
+    pub fn new(config: SfuConfig, start: Instant) -> Self {
         Self {
-            media: MediaCore::new(config.media.clone()),
+            media: MediaCore::new(config.media.clone(), start),
             config,
             rooms: HashMap::new(),
             participants: HashMap::new(),

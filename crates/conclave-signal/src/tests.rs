@@ -35,17 +35,21 @@ impl Harness {
     }
 
     fn with_room(default_room: RoomSettings) -> Self {
+        // The only read of the real clock; everything after is simulated.
+        let start = Instant::now();
         Self {
-            sfu: Sfu::new(SfuConfig {
-                media: MediaConfig {
-                    candidates: vec![SERVER],
+            sfu: Sfu::new(
+                SfuConfig {
+                    media: MediaConfig {
+                        candidates: vec![SERVER],
+                    },
+                    server_version: "1.0.0-test".into(),
+                    node_id: "ND_unit".into(),
+                    default_room,
                 },
-                server_version: "1.0.0-test".into(),
-                node_id: "ND_unit".into(),
-                default_room,
-            }),
-            // The only read of the real clock; everything after is simulated.
-            start: Instant::now(),
+                start,
+            ),
+            start,
             elapsed: Duration::ZERO,
         }
     }

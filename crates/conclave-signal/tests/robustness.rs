@@ -31,14 +31,17 @@ impl Rng {
 }
 
 fn sfu() -> Sfu {
-    Sfu::new(SfuConfig {
-        media: MediaConfig {
-            candidates: vec![SocketAddr::from(([10, 0, 0, 1], 5000))],
+    Sfu::new(
+        SfuConfig {
+            media: MediaConfig {
+                candidates: vec![SocketAddr::from(([10, 0, 0, 1], 5000))],
+            },
+            server_version: "test".into(),
+            node_id: "ND_test".into(),
+            default_room: RoomSettings::default(),
         },
-        server_version: "test".into(),
-        node_id: "ND_test".into(),
-        default_room: RoomSettings::default(),
-    })
+        Instant::now(),
+    )
 }
 
 fn drain(sfu: &mut Sfu) {

@@ -24,16 +24,20 @@ impl Harness {
     }
 
     fn with_room(default_room: RoomSettings) -> Self {
+        let start = Instant::now();
         Self {
-            sfu: Sfu::new(SfuConfig {
-                media: MediaConfig {
-                    candidates: vec![SocketAddr::from(([10, 0, 0, 1], 5000))],
+            sfu: Sfu::new(
+                SfuConfig {
+                    media: MediaConfig {
+                        candidates: vec![SocketAddr::from(([10, 0, 0, 1], 5000))],
+                    },
+                    server_version: "test".into(),
+                    node_id: "ND_test".into(),
+                    default_room,
                 },
-                server_version: "test".into(),
-                node_id: "ND_test".into(),
-                default_room,
-            }),
-            start: Instant::now(),
+                start,
+            ),
+            start,
             at: Duration::ZERO,
         }
     }
