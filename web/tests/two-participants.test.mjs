@@ -58,6 +58,13 @@ test('two participants see and hear each other, then one leaves', { timeout: 120
       const { before, after } = await expectMediaFlowing(who);
       t.diagnostic(`${who.label}: inbound ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
     }
+    // livekit-client sends Opus with RFC 2198 redundancy when the server asks
+    // for it (Chromium's statistics name only the primary codec, so the
+    // server's count is what shows it).
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const red = Number(/^conclave_red_packets_in_total (\d+)$/m.exec(metrics)?.[1] ?? 'NaN');
+    t.diagnostic(`audio packets received in RED: ${red}`);
+    assert.ok(red > 0, `the server received no audio in RED: ${metrics}`);
 
     // The fake microphones beep: the server announces speakers, and each page
     // highlights the other's tile while it sounds.

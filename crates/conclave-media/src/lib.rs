@@ -12,6 +12,7 @@
 
 mod alloc;
 mod keyframe;
+mod red;
 mod rewrite;
 mod stun;
 
@@ -229,6 +230,8 @@ pub struct Counters {
     pub keyframe_requests_received: u64,
     /// PLIs sent to publishers.
     pub keyframe_requests_sent: u64,
+    /// Audio packets received with RFC 2198 redundancy (RED).
+    pub red_packets_in: u64,
 }
 
 /// Configuration of the media core.
@@ -321,8 +324,16 @@ struct Downtrack {
     current: Option<Option<Rid>>,
     rewriter: rewrite::Rewriter,
     vp8: rewrite::Vp8Rewriter,
-    pt_map: HashMap<u8, Option<u8>>,
+    pt_map: HashMap<u8, Option<OutPt>>,
     started: bool,
+}
+
+/// How a publisher's payload type goes out to one subscriber.
+#[derive(Debug, Clone, Copy)]
+struct OutPt {
+    pt: u8,
+    /// The subscriber did not negotiate RED: send only the primary block.
+    unwrap_red: bool,
 }
 
 impl MediaCore {
@@ -410,6 +421,8 @@ impl MediaCore {
         let mut rtc = builder
             .set_rtp_mode(true)
             .set_ice_lite(true)
+            // Opus with RFC 2198 redundancy where the client offers it.
+            .enable_opus(true, true)
             .enable_bwe((role == Role::Subscriber).then_some(INITIAL_DOWNLINK_ESTIMATE))
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
@@ -473,14 +486,21 @@ impl MediaCore {
     }
 
     /// Applies a client's offer and returns the answer.
-    pub fn accept_offer(&mut self, peer: PeerId, sdp: &str) -> Result<String, MediaError> {
+    /// Answers a publisher's offer. Audio tracks listed in `red_tracks` (by
+    /// their `a=msid` track id) are asked to send Opus in RED.
+    pub fn accept_offer(
+        &mut self,
+        peer: PeerId,
+        sdp: &str,
+        red_tracks: &[String],
+    ) -> Result<String, MediaError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|_| MediaError::BadSdp)?;
         let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
         let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| {
             tracing::debug!(%peer, error = %e, "offer refused");
             MediaError::SdpRefused
         })?;
-        let answer = answer.to_sdp_string();
+        let answer = red::prefer_red(&answer.to_sdp_string(), sdp, red_tracks);
         // An offer that restarts ICE gives us new credentials too.
         note_ufrags(&mut self.by_ufrag, peer, &answer);
         self.dirty.insert(peer);
@@ -1114,16 +1134,22 @@ impl MediaCore {
             (rx.mid(), rx.rid())
         };
         let in_pt = *pkt.header.payload_type;
-        let in_params: Option<PayloadParams> = p
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|pp| *pp.pt() == in_pt)
-            .copied();
+        let params = p.rtc.codec_config().params();
+        // The codec of the packet, and whether it comes wrapped in RED.
+        let (in_params, in_red): (Option<PayloadParams>, bool) =
+            match params.iter().find(|pp| *pp.pt() == in_pt) {
+                Some(pp) => (Some(*pp), false),
+                None => match params.iter().find(|pp| pp.red().map(|r| *r) == Some(in_pt)) {
+                    Some(pp) => (Some(*pp), true),
+                    None => (None, false),
+                },
+            };
         let Some(src) = self.sources.get_mut(&(publisher, mid)) else {
             return;
         };
+        if in_red {
+            self.counters.red_packets_in += 1;
+        }
         src.last_packet.insert(rid, now);
         src.rates.entry(rid).or_default().0 += (pkt.payload.len() + pkt.header.header_len) as u64;
         if let Some(db) = pkt.header.ext_vals.audio_level {
@@ -1171,10 +1197,38 @@ impl MediaCore {
             if !sub.connected {
                 continue;
             }
-            let out_pt = *d.pt_map.entry(in_pt).or_insert_with(|| {
-                in_params.and_then(|pp| sub.rtc.codec_config().match_params(pp).map(|m| *m.pt()))
+            let out = *d.pt_map.entry(in_pt).or_insert_with(|| {
+                let m = in_params.and_then(|pp| sub.rtc.codec_config().match_params(pp))?;
+                Some(match (in_red, m.red()) {
+                    (false, _) => OutPt {
+                        pt: *m.pt(),
+                        unwrap_red: false,
+                    },
+                    (true, Some(red)) => OutPt {
+                        pt: *red,
+                        unwrap_red: false,
+                    },
+                    (true, None) => OutPt {
+                        pt: *m.pt(),
+                        unwrap_red: true,
+                    },
+                })
             });
-            let Some(out_pt) = out_pt else { continue };
+            let Some(OutPt {
+                pt: out_pt,
+                unwrap_red,
+            }) = out
+            else {
+                continue;
+            };
+            let payload = if unwrap_red {
+                match red::primary(&pkt.payload) {
+                    Some(primary) => std::sync::Arc::from(primary),
+                    None => continue,
+                }
+            } else {
+                pkt.payload.clone()
+            };
             let Some(rw) = d.rewriter.rewrite(*pkt.seq_no, pkt.header.timestamp, now) else {
                 continue;
             };
@@ -1192,16 +1246,10 @@ impl MediaCore {
                 video_content_type: pkt.header.ext_vals.video_content_type,
                 ..Default::default()
             };
-            let mut write = RtpWrite::new(
-                out_pt.into(),
-                SeqNo::from(rw.seq),
-                rw.timestamp,
-                now,
-                pkt.payload.clone(),
-            )
-            .marker(pkt.header.marker)
-            .ext_vals(ext)
-            .nackable(src.kind == Kind::Video);
+            let mut write = RtpWrite::new(out_pt.into(), SeqNo::from(rw.seq), rw.timestamp, now, payload)
+                .marker(pkt.header.marker)
+                .ext_vals(ext)
+                .nackable(src.kind == Kind::Video);
             if let Some(ids) = vp8_ids
                 && let Some(patch) = vp8_patch(&pkt.payload, d.vp8.rewrite(ids))
             {

@@ -158,7 +158,7 @@ fn offer_from_publisher(world: &mut World, kinds: &[MediaKind]) -> (PeerId, Vec<
     let (offer, pending) = api.apply().expect("offer");
     let answer = world
         .core
-        .accept_offer(peer, &offer.to_sdp_string())
+        .accept_offer(peer, &offer.to_sdp_string(), &[])
         .expect("core answers");
     world
         .publisher

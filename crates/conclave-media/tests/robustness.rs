@@ -59,7 +59,7 @@ fn random_datagrams_and_sdp_never_panic() {
         let _ = core.handle_receive(now, src, local, &datagram);
         if i % 500 == 0 {
             let sdp = String::from_utf8_lossy(&rng.bytes(3000)).into_owned();
-            let _ = core.accept_offer(publisher, &sdp);
+            let _ = core.accept_offer(publisher, &sdp, &[]);
             let _ = core.accept_answer(subscriber, &sdp);
             let _ = core.add_remote_candidate(publisher, &sdp);
         }

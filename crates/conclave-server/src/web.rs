@@ -237,6 +237,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Keyframe requests sent to publishers.",
         s.media.keyframe_requests_sent,
     );
+    put(
+        "conclave_red_packets_in_total",
+        "counter",
+        "Audio packets received with RFC 2198 redundancy (RED).",
+        s.media.red_packets_in,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

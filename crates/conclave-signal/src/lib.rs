@@ -673,8 +673,17 @@ impl Sfu {
     ) -> Result<(), SignalError> {
         match msg {
             Req::Offer(sd) => {
-                let publisher = self.participant(sid)?.publisher;
-                match self.media.accept_offer(publisher, &sd.sdp) {
+                let p = self.participant(sid)?;
+                let publisher = p.publisher;
+                // Audio in RED unless the client asked otherwise (livekit-client
+                // does when its encryption is on).
+                let red_tracks: Vec<String> = p
+                    .tracks
+                    .values()
+                    .filter(|t| t.kind == conclave_media::Kind::Audio && !t.disable_red)
+                    .map(|t| t.cid.clone())
+                    .collect();
+                match self.media.accept_offer(publisher, &sd.sdp, &red_tracks) {
                     Ok(answer) => self.send(
                         conn,
                         Resp::Answer(lk::SessionDescription {
@@ -911,6 +920,7 @@ impl Sfu {
             encryption: req.encryption,
             stereo: req.stereo,
             disable_dtx: req.disable_dtx,
+            disable_red: req.disable_red,
             mid: None,
             mime_type: String::new(),
             codec: req

@@ -82,6 +82,8 @@ pub(crate) struct Track {
     pub encryption: i32,
     pub stereo: bool,
     pub disable_dtx: bool,
+    /// The client asked for plain Opus rather than RED (RFC 2198).
+    pub disable_red: bool,
     /// The publisher connection's media section, once the offer carried it.
     pub mid: Option<MediaId>,
     pub mime_type: String,
@@ -106,6 +108,7 @@ impl Track {
             height: self.height,
             simulcast: self.simulcast,
             disable_dtx: self.disable_dtx,
+            disable_red: self.disable_red,
             source: self.source.to_proto(),
             layers: self.layers.clone(),
             mime_type: self.mime_type.clone(),
@@ -258,6 +261,7 @@ mod tests {
             encryption: 0,
             stereo: false,
             disable_dtx: false,
+            disable_red: false,
             mid: None,
             mime_type: String::new(),
             codec: String::new(),
