@@ -34,9 +34,14 @@ use model::{Participant, Room, Track, Wish};
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: i32 = 16;
 /// Seconds between client pings, announced in the join response.
-pub const PING_INTERVAL_SECS: i32 = 5;
-/// Seconds without a ping after which a participant counts as gone.
-pub const PING_TIMEOUT_SECS: i32 = 15;
+pub const PING_INTERVAL_SECS: i32 = 3;
+/// Seconds without a ping after which a participant's signalling counts as
+/// lost (its connection is closed; the participant may still resume).
+pub const PING_TIMEOUT_SECS: i32 = 8;
+/// How long after its signalling was lost a participant may still resume
+/// (a client notices a dead connection by its own ping timeout, then
+/// reconnects, possibly from a new address) before it is removed.
+pub const RESUME_GRACE: Duration = Duration::from_secs(15);
 /// How long a participant whose media connection dropped may take to come back.
 const MEDIA_LOSS_GRACE: Duration = Duration::from_secs(20);
 /// How often speakers and wanted layers are re-evaluated.
@@ -304,7 +309,7 @@ impl Sfu {
     /// The signalling connection closed without a leave. The participant
     /// stays (its media may still flow) and can resume with a new
     /// connection; it is removed when it does not come back within the ping
-    /// timeout.
+    /// timeout and [`RESUME_GRACE`].
     pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
         self.now = Some(now);
         if let Some(sid) = self.by_conn.remove(&conn)
@@ -392,13 +397,29 @@ impl Sfu {
         self.update_speakers(now.mono);
         self.update_dynacast();
         self.update_connection_quality(now.mono);
-        // Participants that stopped pinging or lost media for good.
+        // Participants that stopped pinging: their signalling is closed, and
+        // after the grace for a resume they go, as do those that lost media
+        // for good.
         let ping_timeout = Duration::from_secs(PING_TIMEOUT_SECS as u64);
+        let silent: Vec<(ParticipantSid, ConnId)> = self
+            .participants
+            .values()
+            .filter(|p| now.mono.saturating_duration_since(p.last_ping) > ping_timeout)
+            .filter_map(|p| Some((p.sid.clone(), p.conn?)))
+            .collect();
+        for (sid, conn) in silent {
+            tracing::info!(participant = %sid, "no pings; signalling closed, waiting for the participant to resume");
+            self.by_conn.remove(&conn);
+            if let Some(p) = self.participants.get_mut(&sid) {
+                p.conn = None;
+            }
+            self.out.push_back(Output::Close { conn });
+        }
         let gone: Vec<(ParticipantSid, lk::DisconnectReason)> = self
             .participants
             .values()
             .filter_map(|p| {
-                if now.mono.saturating_duration_since(p.last_ping) > ping_timeout {
+                if now.mono.saturating_duration_since(p.last_ping) > ping_timeout + RESUME_GRACE {
                     Some((p.sid.clone(), lk::DisconnectReason::SignalClose))
                 } else if p
                     .media_lost_since

@@ -72,6 +72,18 @@ export async function makeNamespace(name, hostAddr, nsAddr) {
       loseDownlink(percent) {
         tc('qdisc', 'replace', 'dev', hostDev, 'root', 'netem', 'loss', `${percent}%`);
       },
+      /**
+       * Gives the namespace side a new address, as when a device changes
+       * networks: the new address comes up, the host routes it, and the old
+       * one goes. The namespace keeps its way to `hostAddr`.
+       */
+      changeAddress(newAddr) {
+        ip('-n', name, 'addr', 'add', `${newAddr}/32`, 'dev', nsDev);
+        ip('route', 'add', `${newAddr}/32`, 'dev', hostDev);
+        ip('-n', name, 'route', 'add', `${hostAddr}/32`, 'dev', nsDev, 'src', newAddr);
+        ip('-n', name, 'addr', 'del', `${this.nsAddr}/30`, 'dev', nsDev);
+        this.nsAddr = newAddr;
+      },
       /** Takes any shaping off the host-to-namespace direction. */
       clearDownlink() {
         try {
