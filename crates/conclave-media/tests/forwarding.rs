@@ -36,13 +36,29 @@ impl Client {
     }
 }
 
-/// The simulated network: everything sent is delivered at once, in order.
+/// The marker bit and payload type of an SRTP datagram (its RTP header is in
+/// the clear); `None` for anything else.
+fn rtp_marker_and_pt(datagram: &[u8]) -> Option<(bool, u8)> {
+    let b1 = *datagram.get(1)?;
+    let rtp = datagram.len() > 12 && datagram[0] >> 6 == 2 && !(72..=79).contains(&(b1 & 0x7f));
+    rtp.then_some((b1 & 0x80 != 0, b1 & 0x7f))
+}
+
+/// The simulated network: everything sent is delivered at once, in order,
+/// except that every `lose_to_subscriber`-th datagram toward the subscriber
+/// is lost when that is set.
 struct World {
     now: Instant,
     core: MediaCore,
     publisher: Client,
     subscriber: Client,
     core_events: Vec<MediaEvent>,
+    lose_to_subscriber: Option<u64>,
+    to_subscriber: u64,
+    /// RTP marker and payload type of what was sent toward the subscriber,
+    /// and of what of it was lost.
+    rtp_to_subscriber: Vec<Option<(bool, u8)>>,
+    lost: Vec<Option<(bool, u8)>>,
 }
 
 impl World {
@@ -59,6 +75,10 @@ impl World {
             publisher: Client::new(PUBLISHER, now),
             subscriber: Client::new(SUBSCRIBER, now),
             core_events: Vec::new(),
+            lose_to_subscriber: None,
+            to_subscriber: 0,
+            rtp_to_subscriber: Vec::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -96,6 +116,18 @@ impl World {
                         contents,
                     } => {
                         moved = true;
+                        if destination == self.subscriber.addr {
+                            self.rtp_to_subscriber.push(rtp_marker_and_pt(&contents));
+                        }
+                        if destination == self.subscriber.addr
+                            && let Some(every) = self.lose_to_subscriber
+                        {
+                            self.to_subscriber += 1;
+                            if self.to_subscriber.is_multiple_of(every) {
+                                self.lost.push(rtp_marker_and_pt(&contents));
+                                continue;
+                            }
+                        }
                         let client = if destination == self.publisher.addr {
                             &mut self.publisher
                         } else if destination == self.subscriber.addr {
@@ -229,34 +261,17 @@ fn write_frame(c: &mut Client, mid: Mid, codec: Codec, now: Instant, time: Media
         .expect("write");
 }
 
-#[test]
-fn audio_and_video_reach_the_subscriber() {
-    let mut w = World::new();
-    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
-    // ICE and DTLS complete within simulated time.
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
-    assert!(
-        w.core_events.contains(&MediaEvent::Connected(publisher)),
-        "publisher never connected"
-    );
-    let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
-    assert!(
-        w.core_events.contains(&MediaEvent::Connected(sub)),
-        "subscriber never connected"
-    );
-
-    let (audio, video) = (mids[0], mids[1]);
+/// The publisher sends 20 ms of Opus silence every 20 ms and a small VP8
+/// frame every 40 ms for `total`, answering keyframe requests like a real
+/// encoder; the stream starts with delta frames. Returns the number of
+/// keyframe requests the publisher received.
+fn publish_for(w: &mut World, audio: Mid, video: Mid, total: Duration) -> usize {
     let mut n: u64 = 0;
     let mut seen_requests = 0;
     let mut key_due = false;
-    w.run_for(Duration::from_secs(3), Duration::from_millis(20), |w| {
+    let base = w.now;
+    w.run_for(total, Duration::from_millis(20), |w| {
         let now = w.now;
-        // The publisher answers keyframe requests like a real encoder.
         let requests = w
             .publisher
             .events
@@ -265,14 +280,13 @@ fn audio_and_video_reach_the_subscriber() {
             .count();
         key_due |= requests > seen_requests;
         seen_requests = requests;
-        // 20 ms of Opus silence, and a VP8 frame every 40 ms; the stream starts
-        // with delta frames, so the subscriber needs a requested keyframe.
+        let tick = (now - base).as_millis() as u64 / 20;
         write_frame(
             &mut w.publisher,
             audio,
             Codec::Opus,
             now,
-            MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
+            MediaTime::new(tick * 960, Frequency::FORTY_EIGHT_KHZ),
             &[0xf8, 0xff, 0xfe],
         );
         if n.is_multiple_of(2) {
@@ -297,12 +311,38 @@ fn audio_and_video_reach_the_subscriber() {
                 video,
                 Codec::Vp8,
                 now,
-                MediaTime::new(n * 1800, Frequency::NINETY_KHZ),
+                MediaTime::new(tick * 1800, Frequency::NINETY_KHZ),
                 &frame,
             );
         }
         n += 1;
     });
+    seen_requests
+}
+
+#[test]
+fn audio_and_video_reach_the_subscriber() {
+    let mut w = World::new();
+    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
+    // ICE and DTLS complete within simulated time.
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(
+        w.core_events.contains(&MediaEvent::Connected(publisher)),
+        "publisher never connected"
+    );
+    let sub = subscribe_all(&mut w, publisher);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(
+        w.core_events.contains(&MediaEvent::Connected(sub)),
+        "subscriber never connected"
+    );
+
+    let (audio, video) = (mids[0], mids[1]);
+    let seen_requests = publish_for(&mut w, audio, video, Duration::from_secs(3));
 
     let received = |kind: MediaKind| {
         w.subscriber
@@ -347,6 +387,51 @@ fn audio_and_video_reach_the_subscriber() {
     assert!(
         seen_requests >= 1,
         "the publisher never received the keyframe request"
+    );
+}
+
+/// With every tenth datagram toward the subscriber lost, the subscriber asks
+/// for the missing video packets (NACK) and the core resends them from its
+/// cache on the RTX payload type. (Each video frame here is one packet with
+/// the marker bit, so a resend is an RTX packet with the marker bit; the
+/// core's bandwidth probes are RTX padding without it.)
+#[test]
+fn lost_packets_toward_the_subscriber_are_resent() {
+    let mut w = World::new();
+    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    let sub = subscribe_all(&mut w, publisher);
+    for _ in 0..200 {
+        w.advance(Duration::from_millis(10));
+    }
+    assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
+    let vp8 = w
+        .subscriber
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .copied()
+        .expect("the subscriber negotiated VP8");
+    let (video_pt, rtx_pt) = (*vp8.pt(), *vp8.resend().expect("VP8 with RTX"));
+    w.lose_to_subscriber = Some(10);
+    publish_for(&mut w, mids[0], mids[1], Duration::from_secs(4));
+    w.lose_to_subscriber = None;
+    for _ in 0..50 {
+        w.advance(Duration::from_millis(10));
+    }
+    let count = |v: &[Option<(bool, u8)>], want: (bool, u8)| v.iter().filter(|x| **x == Some(want)).count();
+    let lost_video = count(&w.lost, (true, video_pt));
+    let resent = count(&w.rtp_to_subscriber, (true, rtx_pt)) - count(&w.lost, (true, rtx_pt));
+    let nacks = w.core.counters().nacks_received;
+    assert!(lost_video >= 5, "only {lost_video} video packets were lost");
+    assert!(nacks > 0, "the subscriber's NACKs never reached the core");
+    assert!(
+        resent * 4 >= lost_video * 3,
+        "{resent} resends delivered for {lost_video} lost video packets ({nacks} NACKs)"
     );
 }
 
