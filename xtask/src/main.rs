@@ -240,7 +240,13 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
-const FUZZ_TARGETS: [&str; 4] = ["token_verify", "signal_request", "media_datagram", "keyframe"];
+const FUZZ_TARGETS: [&str; 5] = [
+    "token_verify",
+    "signal_request",
+    "media_datagram",
+    "keyframe",
+    "red",
+];
 
 fn fuzz(args: &[String]) -> Result<()> {
     let secs: u64 = match args.first() {

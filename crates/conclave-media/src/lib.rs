@@ -30,6 +30,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 
 pub use keyframe::{VideoCodec, starts_keyframe};
+pub use red::{prefer_red, primary as red_primary};
 pub use rewrite::{Rewriter, Rewritten};
 
 /// Label of the ordered, reliable data channel (the LiveKit convention).

@@ -159,4 +159,28 @@ mod tests {
         // No last header.
         assert_eq!(primary(&[0x80 | 111, 0, 0, 0]), None);
     }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"m=audio 9 63 111 a=mid:0 a=msid:s t a=rtpmap:63 red/48000/2 \r\n";
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(p) = primary(&bytes) {
+                assert!(p.len() <= bytes.len());
+            }
+            let text: String = (0..len)
+                .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
+                .collect();
+            let (offer, answer) = text.split_at(text.len() / 2);
+            let _ = prefer_red(answer, offer, &["t".to_owned()]);
+        }
+    }
 }
