@@ -213,6 +213,9 @@ pub struct LinkStats {
     pub loss: f32,
     /// Round-trip time, when known.
     pub rtt: Option<Duration>,
+    /// Worst interarrival jitter (RFC 3550) over the connection's streams,
+    /// when known.
+    pub jitter: Option<Duration>,
     /// When the figures were last updated.
     pub at: Instant,
 }
@@ -915,9 +918,13 @@ impl MediaCore {
                     p.estimate = Some(estimate.as_u64());
                 }
             }
-            Event::MediaIngressStats(st) => self.note_link(id, st.loss, st.rtt, st.timestamp),
+            Event::MediaIngressStats(st) => {
+                let jitter = self.jitter(id, st.mid, Some(st.jitter));
+                self.note_link(id, st.loss, st.rtt, jitter, st.timestamp);
+            }
             Event::MediaEgressStats(st) => {
-                self.note_link(id, st.loss, st.rtt, st.timestamp);
+                let jitter = self.jitter(id, st.mid, st.remote.as_ref().map(|r| r.jitter));
+                self.note_link(id, st.loss, st.rtt, jitter, st.timestamp);
                 let seen = self.egress_seen.entry((id, st.mid, st.rid)).or_default();
                 let keyframes = st.plis + st.firs;
                 self.counters.nacks_received += st.nacks.saturating_sub(seen.0);
@@ -934,21 +941,43 @@ impl MediaCore {
         }
     }
 
+    /// A stream's jitter in RTP timestamp units as time, from the clock
+    /// rate of its kind of media (Opus 48 kHz, video 90 kHz).
+    fn jitter(&self, id: PeerId, mid: Mid, units: Option<u32>) -> Option<Duration> {
+        let kind = self.peers.get(&id)?.rtc.media(mid)?.kind();
+        let rate = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
+        units.map(|u| Duration::from_secs_f64(f64::from(u) / f64::from(rate)))
+    }
+
     /// Folds one stream's report into its connection's link figures: the
-    /// worst loss within a stats round counts.
-    fn note_link(&mut self, id: PeerId, loss: Option<f32>, rtt: Option<Duration>, at: Instant) {
+    /// worst loss, round-trip time and jitter within a stats round count.
+    fn note_link(
+        &mut self,
+        id: PeerId,
+        loss: Option<f32>,
+        rtt: Option<Duration>,
+        jitter: Option<Duration>,
+        at: Instant,
+    ) {
         let Some(p) = self.peers.get_mut(&id) else { return };
         let loss = loss.unwrap_or(0.0).clamp(0.0, 1.0);
+        let worst = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         p.link = Some(match p.link {
             Some(l) if at.saturating_duration_since(l.at) < Duration::from_millis(500) => LinkStats {
                 loss: l.loss.max(loss),
-                rtt: match (l.rtt, rtt) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                },
+                rtt: worst(l.rtt, rtt),
+                jitter: worst(l.jitter, jitter),
                 at: l.at,
             },
-            _ => LinkStats { loss, rtt, at },
+            _ => LinkStats {
+                loss,
+                rtt,
+                jitter,
+                at,
+            },
         });
     }
 

@@ -1643,15 +1643,17 @@ fn rate_connection(
         .iter()
         .flatten()
         .filter(|l| now.saturating_duration_since(l.at) < Duration::from_secs(5));
-    let (mut loss, mut rtt) = (0.0f32, Duration::ZERO);
+    let (mut loss, mut rtt, mut jitter) = (0.0f32, Duration::ZERO, Duration::ZERO);
     for l in fresh {
         loss = loss.max(l.loss);
         rtt = rtt.max(l.rtt.unwrap_or_default());
+        jitter = jitter.max(l.jitter.unwrap_or_default());
     }
-    let score = (4.5 - loss * 25.0 - rtt.as_secs_f32() * 2.0).clamp(1.0, 4.5);
-    let quality = if loss <= 0.02 && rtt <= Duration::from_millis(300) {
+    let score = (4.5 - loss * 25.0 - rtt.as_secs_f32() * 2.0 - jitter.as_secs_f32() * 10.0).clamp(1.0, 4.5);
+    let quality = if loss <= 0.02 && rtt <= Duration::from_millis(300) && jitter <= Duration::from_millis(30)
+    {
         lk::ConnectionQuality::Excellent
-    } else if loss <= 0.08 && rtt <= Duration::from_millis(600) {
+    } else if loss <= 0.08 && rtt <= Duration::from_millis(600) && jitter <= Duration::from_millis(100) {
         lk::ConnectionQuality::Good
     } else {
         lk::ConnectionQuality::Poor
@@ -1675,9 +1677,14 @@ mod rating_tests {
     use conclave_media::LinkStats;
 
     fn link(loss: f32, rtt_ms: u64, at: Instant) -> Option<LinkStats> {
+        jittery(loss, rtt_ms, 2, at)
+    }
+
+    fn jittery(loss: f32, rtt_ms: u64, jitter_ms: u64, at: Instant) -> Option<LinkStats> {
         Some(LinkStats {
             loss,
             rtt: Some(Duration::from_millis(rtt_ms)),
+            jitter: Some(Duration::from_millis(jitter_ms)),
             at,
         })
     }
@@ -1700,6 +1707,15 @@ mod rating_tests {
             lk::ConnectionQuality::Good
         );
         assert_eq!(q(&[link(0.3, 40, now), None], false), lk::ConnectionQuality::Poor);
+        // Jitter counts too.
+        assert_eq!(
+            q(&[jittery(0.0, 40, 60, now)], false),
+            lk::ConnectionQuality::Good
+        );
+        assert_eq!(
+            q(&[jittery(0.0, 40, 150, now)], false),
+            lk::ConnectionQuality::Poor
+        );
         assert_eq!(q(&[link(0.0, 40, now), None], true), lk::ConnectionQuality::Lost);
         // Figures older than five seconds no longer count.
         let later = now + Duration::from_secs(6);
