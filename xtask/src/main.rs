@@ -197,9 +197,13 @@ fn test(args: &[String]) -> Result<()> {
         "cargo clippy",
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
     );
-    step("cargo test", run(cargo().args(["test", "--workspace"])));
+    // The server binary first: the native client's tests run it.
     let bin = root().join("target/debug/conclave");
     let built = web_ok && run(cargo().args(["build", "-p", "conclave-server"])).is_ok();
+    step(
+        "cargo test",
+        run(cargo().args(["test", "--workspace"]).env("CONCLAVE_BIN", &bin)),
+    );
     if !built {
         step(
             "server build",

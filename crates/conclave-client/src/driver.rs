@@ -1,0 +1,149 @@
+//! Runs a [`Client`] over real sockets: the signalling WebSocket and one UDP
+//! socket per peer connection, with tokio. What the participant does is up
+//! to an [`App`]: it sees every event and may write media when it asks to be
+//! woken.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{Client, ClientError, ClientEvent, Output, Pc, TrackSpec};
+
+/// The behaviour of one participant.
+pub trait App {
+    /// Something happened; the app may act on the client (write RTP, ...).
+    fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client);
+    /// When the app next wants [`App::on_wake`], if ever.
+    fn next_wake(&self) -> Option<Instant>;
+    /// The time asked for by [`App::next_wake`] has come.
+    fn on_wake(&mut self, now: Instant, client: &mut Client);
+    /// The participant leaves once this is true.
+    fn done(&self) -> bool;
+}
+
+/// The signalling address for a server base address such as
+/// `http://127.0.0.1:7880`.
+pub fn signalling_url(server: &str, token: &str) -> String {
+    let base = server.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{ws}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=rust&version=0.1.0")
+}
+
+/// Joins `server` with `token`, publishes `tracks`, and runs `app` until it
+/// is done (then leaves) or the server ends the session. Media sockets are
+/// bound on `bind` (an address of this machine that the server can reach).
+pub async fn run<A: App>(
+    server: &str,
+    token: &str,
+    bind: IpAddr,
+    tracks: Vec<TrackSpec>,
+    app: &mut A,
+) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Io(e.to_string());
+    let pub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
+    let sub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(signalling_url(server, token))
+        .await
+        .map_err(|e| ClientError::Refused(e.to_string()))?;
+    let mut client = Client::new(
+        Instant::now(),
+        pub_sock.local_addr().map_err(io)?,
+        sub_sock.local_addr().map_err(io)?,
+    );
+    for t in tracks {
+        client.publish(t);
+    }
+    let mut pub_buf = vec![0u8; 2048];
+    let mut sub_buf = vec![0u8; 2048];
+    let mut leaving = false;
+    loop {
+        let deadline = loop {
+            match client.poll_output() {
+                Output::Signal(m) => {
+                    let bytes = prost::Message::encode_to_vec(&m);
+                    ws.send(Message::Binary(bytes.into()))
+                        .await
+                        .map_err(|_| ClientError::Closed)?;
+                }
+                Output::Transmit {
+                    pc,
+                    destination,
+                    contents,
+                } => {
+                    let sock = if pc == Pc::Publisher { &pub_sock } else { &sub_sock };
+                    // A full socket buffer loses the datagram, as a network would.
+                    let _ = sock.send_to(&contents, destination).await;
+                }
+                Output::Event(e) => {
+                    if let ClientEvent::Left { reason } = e {
+                        tracing::debug!(reason, "the server ended the session");
+                        app.on_event(Instant::now(), &e, &mut client);
+                        return Ok(());
+                    }
+                    app.on_event(Instant::now(), &e, &mut client);
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+        if leaving {
+            let _ = ws.close(None).await;
+            return Ok(());
+        }
+        if app.done() {
+            client.leave();
+            leaving = true;
+            continue;
+        }
+        let wake = app.next_wake().map_or(deadline, |w| w.min(deadline));
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Err(e) = client.handle_signal(Instant::now(), &b) {
+                        tracing::debug!(error = %e, "signalling message not used");
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(ClientError::Closed),
+                Some(Ok(_)) => {}
+            },
+            r = pub_sock.recv_from(&mut pub_buf) => {
+                if let Ok((n, from)) = r {
+                    client.handle_datagram(Instant::now(), Pc::Publisher, from, &pub_buf[..n]);
+                }
+            }
+            r = sub_sock.recv_from(&mut sub_buf) => {
+                if let Ok((n, from)) = r {
+                    client.handle_datagram(Instant::now(), Pc::Subscriber, from, &sub_buf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        client.handle_timeout(now);
+        if app.next_wake().is_some_and(|w| w <= now) {
+            app.on_wake(now, &mut client);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signalling_urls() {
+        assert_eq!(
+            signalling_url("http://127.0.0.1:7880/", "T"),
+            "ws://127.0.0.1:7880/rtc?access_token=T&auto_subscribe=1&protocol=16&sdk=rust&version=0.1.0"
+        );
+        assert!(signalling_url("https://h:1", "T").starts_with("wss://h:1/rtc?"));
+    }
+}

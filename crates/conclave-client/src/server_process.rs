@@ -1,0 +1,158 @@
+//! A `conclave serve` process on loopback with a fresh data directory, for
+//! integration tests and benchmarks, and access tokens for it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use conclave_token::{ApiKey, ApiSecret, Claims};
+
+use crate::ClientError;
+
+/// The API key and secret every server started here is configured with.
+pub const API_KEY: &str = "APIconclavetest";
+const API_SECRET: &str = "conclave-test-secret-0123456789abcdef";
+
+/// A running server; stopped when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The media port.
+    pub udp_port: u16,
+    data_dir: PathBuf,
+}
+
+/// Where the server binary is: `CONCLAVE_BIN`, or `conclave` in the
+/// workspace's target directory for the given profile.
+pub fn server_binary(profile: &str) -> Result<PathBuf, ClientError> {
+    if let Some(bin) = std::env::var_os("CONCLAVE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join(profile).join("conclave");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(ClientError::Io(format!(
+            "no server binary at {}: build it with `cargo build -p conclave-server` (add --release for \
+             the release profile) or set CONCLAVE_BIN",
+            bin.display()
+        )))
+    }
+}
+
+fn free_tcp_port() -> Result<u16, ClientError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| ClientError::Io(e.to_string()))?;
+    Ok(l.local_addr().map_err(|e| ClientError::Io(e.to_string()))?.port())
+}
+
+fn free_udp_port() -> Result<u16, ClientError> {
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| ClientError::Io(e.to_string()))?;
+    Ok(s.local_addr().map_err(|e| ClientError::Io(e.to_string()))?.port())
+}
+
+impl ServerProcess {
+    /// Starts `binary` on free loopback ports and waits until it is ready.
+    /// `extra_env` is added to the server's environment.
+    pub fn start(binary: &Path, extra_env: &[(&str, &str)]) -> Result<Self, ClientError> {
+        let io = |e: std::io::Error| ClientError::Io(e.to_string());
+        let http_port = free_tcp_port()?;
+        let udp_port = free_udp_port()?;
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let data_dir = std::env::temp_dir().join(format!("conclave-client-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&data_dir).map_err(io)?;
+        let log = std::fs::File::create(data_dir.join("server.log")).map_err(io)?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("serve")
+            .env("CONCLAVE_SERVER_DATA_DIR", &data_dir)
+            .env("CONCLAVE_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("CONCLAVE_MEDIA_UDP_PORT", udp_port.to_string())
+            .env("CONCLAVE_MEDIA_ANNOUNCE", "127.0.0.1")
+            .env("CONCLAVE_AUTH_API_KEY", API_KEY)
+            .env("CONCLAVE_AUTH_API_SECRET", API_SECRET)
+            .env("CONCLAVE_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io)?)
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| ClientError::Io(format!("cannot start {}: {e}", binary.display())))?;
+        let mut server = Self {
+            child,
+            url: format!("http://127.0.0.1:{http_port}"),
+            udp_port,
+            data_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(http_port) {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(ClientError::Io(format!(
+                    "the server exited with {status}: {}",
+                    server.log()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Io(format!(
+                    "the server was not ready within 20 s: {}",
+                    server.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// The server's process id, to read its CPU time and memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// A token to join `room` as `identity`, valid for an hour.
+    pub fn token(&self, room: &str, identity: &str) -> Result<String, ClientError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims::for_join(identity, room, now, 3600);
+        conclave_token::sign(&claims, &ApiKey::new(API_KEY), &ApiSecret::new(API_SECRET))
+            .map_err(|e| ClientError::Refused(e.to_string()))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// `GET /readyz` answers 200.
+fn ready(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    buf[..n].starts_with(b"HTTP/1.0 200") || buf[..n].starts_with(b"HTTP/1.1 200")
+}

@@ -1,0 +1,187 @@
+//! Two native clients against a real `conclave serve` process on loopback:
+//! one publishes Opus-sized audio and simulcast VP8, the other receives
+//! both tracks with the stamps the publisher wrote, in order.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use conclave_client::driver::{App, run};
+use conclave_client::server_process::{ServerProcess, server_binary};
+use conclave_client::synth::{audio_payload, read_stamp, vp8_frame};
+use conclave_client::{Client, ClientEvent, Packet, TrackSpec};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Sends 20 ms audio and, every 40 ms, one small frame on each layer.
+struct Publisher {
+    base: Instant,
+    next: Option<Instant>,
+    tick: u64,
+    key_due: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl App for Publisher {
+    fn on_event(&mut self, now: Instant, event: &ClientEvent, _client: &mut Client) {
+        match event {
+            ClientEvent::Published { cid, .. } if cid == "video" => self.next = Some(now),
+            ClientEvent::KeyframeRequest { .. } => self.key_due = true,
+            _ => {}
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.next
+    }
+
+    fn on_wake(&mut self, now: Instant, client: &mut Client) {
+        let micros = now.duration_since(self.base).as_micros() as u64;
+        let n = self.tick;
+        let audio = audio_payload(80, micros, n);
+        let _ = client.write_rtp(
+            now,
+            Packet {
+                cid: "audio",
+                rid: None,
+                timestamp: (n * 960) as u32,
+                marker: false,
+                audio_level: Some(-20),
+                payload: audio,
+            },
+        );
+        if n.is_multiple_of(2) {
+            let key = std::mem::take(&mut self.key_due) || n == 0;
+            for rid in ["q", "h", "f"] {
+                let packets = vp8_frame(key, 2_000, 1_200, (n / 2) as u16, micros, n);
+                let last = packets.len() - 1;
+                for (i, p) in packets.into_iter().enumerate() {
+                    let _ = client.write_rtp(
+                        now,
+                        Packet {
+                            cid: "video",
+                            rid: Some(rid),
+                            timestamp: (n * 1800) as u32,
+                            marker: i == last,
+                            audio_level: None,
+                            payload: p,
+                        },
+                    );
+                }
+            }
+        }
+        self.tick += 1;
+        self.next = Some(now + Duration::from_millis(20));
+    }
+
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts what arrives per track and checks the stamps.
+#[derive(Default)]
+struct Subscriber {
+    per_track: HashMap<String, (usize, u64)>,
+    out_of_order: usize,
+    joined_others: Option<usize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl App for Subscriber {
+    fn on_event(&mut self, _now: Instant, event: &ClientEvent, _client: &mut Client) {
+        match event {
+            ClientEvent::Joined { others, .. } => self.joined_others = Some(*others),
+            ClientEvent::Rtp { track, payload, .. } => {
+                let Some((_, counter)) = read_stamp(payload) else {
+                    return;
+                };
+                let e = self
+                    .per_track
+                    .entry(track.clone().unwrap_or_default())
+                    .or_default();
+                if counter < e.1 {
+                    self.out_of_order += 1;
+                }
+                e.0 += 1;
+                e.1 = counter;
+                let enough = self.per_track.len() == 2 && self.per_track.values().all(|(n, _)| *n >= 60);
+                if enough {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
+
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_client_publishes_and_another_receives() {
+    let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
+    let server = ServerProcess::start(&bin, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pub_token = server.token("native", "alice").expect("token");
+    let sub_token = server.token("native", "bob").expect("token");
+    let url = server.url.clone();
+    let mut publisher = Publisher {
+        base: Instant::now(),
+        next: None,
+        tick: 0,
+        key_due: true,
+        stop: stop.clone(),
+    };
+    let publishing = tokio::spawn(async move {
+        let tracks = vec![TrackSpec::audio("audio"), TrackSpec::simulcast_camera("video")];
+        run(&url, &pub_token, LOOPBACK, tracks, &mut publisher).await
+    });
+    let mut subscriber = Subscriber {
+        stop: stop.clone(),
+        ..Default::default()
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(&server.url, &sub_token, LOOPBACK, Vec::new(), &mut subscriber),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let published = tokio::time::timeout(Duration::from_secs(10), publishing).await;
+    assert!(
+        matches!(result, Ok(Ok(()))),
+        "the subscriber did not finish: {result:?}; got {:?}\n{}",
+        subscriber.per_track,
+        server.log()
+    );
+    assert!(
+        matches!(published, Ok(Ok(Ok(())))),
+        "the publisher did not finish cleanly: {published:?}"
+    );
+    assert_eq!(
+        subscriber.joined_others,
+        Some(1),
+        "the subscriber did not see the publisher"
+    );
+    assert_eq!(
+        subscriber.per_track.len(),
+        2,
+        "tracks received: {:?}",
+        subscriber.per_track
+    );
+    assert!(
+        subscriber.per_track.keys().all(|t| t.starts_with("TR_")),
+        "tracks are named by the server's ids: {:?}",
+        subscriber.per_track
+    );
+    assert_eq!(subscriber.out_of_order, 0, "stamps went backwards");
+}
