@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         "build-web" => build_web(),
         "setup" => setup(),
         "fuzz" => fuzz(&rest),
+        "bench" => bench(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -27,7 +28,9 @@ fn main() -> ExitCode {
                  test           install prerequisites and run every check and test\n  \
                  build-web      build the web app into web/dist\n  \
                  setup          install the test prerequisites only\n  \
-                 fuzz [SECS]    run every fuzz target for SECS seconds each (default 60; needs a nightly toolchain)"
+                 fuzz [SECS]    run every fuzz target for SECS seconds each (default 60; needs a nightly toolchain)\n  \
+                 bench [ARGS]   build in release and run the benchmarks, Conclave beside the ceiling forwarder\n                 \
+                 (ARGS go to `conclave-loadgen bench`; results in target/bench/results.json)"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -164,6 +167,33 @@ fn serve(args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "conclave-server"]))?;
     run(Command::new(root().join("target/release/conclave"))
         .arg("serve")
+        .args(args)
+        .current_dir(root()))
+}
+
+/// `cargo xtask bench [ARGS]`: release builds of the server and the load
+/// generator, then `conclave-loadgen bench --pin` with the JSON report in
+/// `target/bench/results.json`.
+fn bench(args: &[String]) -> Result<()> {
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
+    build_web()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "conclave-server",
+        "-p",
+        "conclave-loadgen",
+    ]))?;
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    run(Command::new(root().join("target/release/conclave-loadgen"))
+        .arg("bench")
+        .arg("--pin")
+        .arg("--server")
+        .arg(root().join("target/release/conclave"))
+        .arg("--json")
+        .arg(out.join("results.json"))
         .args(args)
         .current_dir(root()))
 }

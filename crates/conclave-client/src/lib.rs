@@ -25,10 +25,12 @@ use lk::signal_request::Message as Req;
 use lk::signal_response::Message as Resp;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, KeyframeRequestKind, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+
+pub use str0m::media::{MediaKind, Mid, Rid};
 
 /// What can go wrong in the client.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,7 @@ pub enum ClientEvent {
     /// track id (from the offer's `a=msid`), when known.
     Rtp {
         mid: Mid,
+        kind: MediaKind,
         track: Option<String>,
         seq: u64,
         timestamp: u32,
@@ -405,6 +408,16 @@ impl Client {
         Ok(())
     }
 
+    /// Asks the server for one quality of a subscribed video track (by the
+    /// server's track id), as a client does for the size it shows it at.
+    pub fn set_quality(&mut self, track_sid: &str, quality: lk::VideoQuality) {
+        self.signal(Req::TrackSetting(lk::UpdateTrackSettings {
+            track_sids: vec![track_sid.to_owned()],
+            quality: quality as i32,
+            ..Default::default()
+        }));
+    }
+
     /// Asks the server for a keyframe of a subscribed video section.
     pub fn request_keyframe(&mut self, mid: Mid) {
         if let Some(rx) = self.subscriber.direct_api().stream_rx_by_mid(mid, None) {
@@ -554,9 +567,11 @@ impl Client {
                     .direct_api()
                     .stream_rx(&p.header.ssrc)
                     .map(|rx| rx.mid());
-                if let Some(mid) = mid {
+                let kind = mid.and_then(|m| self.subscriber.media(m)).map(|m| m.kind());
+                if let (Some(mid), Some(kind)) = (mid, kind) {
                     self.emit(ClientEvent::Rtp {
                         mid,
+                        kind,
                         track: self.remote_tracks.get(&mid).cloned(),
                         seq: *p.seq_no,
                         timestamp: p.header.timestamp,

@@ -1,0 +1,125 @@
+//! What subscribers measure, and what the server process costs.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// One received stream: which sequence numbers came, how late, how much.
+#[derive(Debug, Default)]
+struct Stream {
+    first_seq: Option<u64>,
+    last_seq: u64,
+    seen: std::collections::HashSet<u64>,
+}
+
+/// Everything one subscriber received.
+#[derive(Debug, Default)]
+pub struct Receiver {
+    streams: HashMap<String, Stream>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// One-way delays in microseconds (send stamp to arrival).
+    pub delays_us: Vec<u64>,
+    pub first_packet: Option<Instant>,
+}
+
+impl Receiver {
+    /// One packet of `stream` with its (extended) sequence number, size and
+    /// the delay its stamp shows. Packets before `measure_from` only count
+    /// for the join time.
+    pub fn on_packet(&mut self, stream: &str, seq: u64, bytes: usize, delay: Option<Duration>, at: Instant) {
+        self.first_packet.get_or_insert(at);
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        if let Some(d) = delay {
+            self.delays_us.push(d.as_micros() as u64);
+        }
+        let s = self.streams.entry(stream.to_owned()).or_default();
+        s.first_seq = Some(s.first_seq.map_or(seq, |f| f.min(seq)));
+        s.last_seq = s.last_seq.max(seq);
+        s.seen.insert(seq);
+    }
+
+    /// (expected, received) packets over all streams, by sequence numbers.
+    pub fn expected_received(&self) -> (u64, u64) {
+        self.streams.values().fold((0, 0), |(e, r), s| {
+            let expected = s.first_seq.map_or(0, |f| s.last_seq - f + 1);
+            (e + expected, r + s.seen.len() as u64)
+        })
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `v` (sorted here).
+pub fn percentile(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[rank.min(v.len() - 1)]
+}
+
+/// CPU time and resident memory of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcUsage {
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+}
+
+/// Reads `/proc/<pid>/stat` (user + system time) and `/proc/<pid>/status`
+/// (VmRSS). `None` when the process is gone or the files are not Linux's.
+pub fn proc_usage(pid: u32) -> Option<ProcUsage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(ProcUsage {
+        cpu_seconds: (utime + stime) as f64 / 100.0,
+        rss_kib,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_comes_from_sequence_gaps() {
+        let mut r = Receiver::default();
+        let now = Instant::now();
+        for seq in [10, 11, 13, 14, 14] {
+            r.on_packet("a", seq, 100, Some(Duration::from_micros(500)), now);
+        }
+        r.on_packet("b", 1, 100, None, now);
+        assert_eq!(r.expected_received(), (6, 5));
+        assert_eq!(r.packets, 6);
+        assert_eq!(r.delays_us.len(), 5);
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&mut v, 50.0), 51);
+        assert_eq!(percentile(&mut v, 99.0), 99);
+        assert_eq!(percentile(&mut [], 50.0), 0);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let u = proc_usage(std::process::id()).expect("/proc of this process");
+        assert!(u.rss_kib > 0);
+        assert!(proc_usage(u32::MAX).is_none());
+    }
+}

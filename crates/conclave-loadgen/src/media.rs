@@ -1,0 +1,179 @@
+//! The synthetic media a publisher sends: Opus-sized audio at 50 packets/s
+//! and VP8 at 30 frames/s per simulcast layer, each payload stamped with its
+//! send time (microseconds since the run's base instant) and a counter.
+
+use std::time::{Duration, Instant};
+
+use conclave_client::synth::{audio_payload, vp8_frame};
+
+/// Bytes of one audio packet (Opus at about 32 kbit/s, 20 ms).
+pub const AUDIO_BYTES: usize = 100;
+/// Largest RTP payload.
+pub const MTU: usize = 1_200;
+const AUDIO_EVERY: Duration = Duration::from_millis(20);
+const FRAME_EVERY: Duration = Duration::from_micros(33_333);
+const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
+
+/// A simulcast layer: its rid and bitrate in bits per second.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerPlan {
+    pub rid: &'static str,
+    pub bitrate: u32,
+}
+
+/// LiveKit's three layers at realistic rates.
+pub const SIMULCAST: [LayerPlan; 3] = [
+    LayerPlan {
+        rid: "q",
+        bitrate: 150_000,
+    },
+    LayerPlan {
+        rid: "h",
+        bitrate: 500_000,
+    },
+    LayerPlan {
+        rid: "f",
+        bitrate: 2_500_000,
+    },
+];
+
+/// One packet to send.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// `audio` or `video`.
+    pub cid: &'static str,
+    pub rid: Option<&'static str>,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub audio_level: Option<i8>,
+    pub payload: Vec<u8>,
+}
+
+/// The sending schedule of one publisher.
+pub struct Source {
+    audio: bool,
+    layers: Vec<LayerPlan>,
+    base: Instant,
+    start: Instant,
+    next_audio: Instant,
+    next_frame: Instant,
+    next_key: Instant,
+    audio_n: u64,
+    frame_n: u64,
+    key_due: bool,
+    counter: u64,
+}
+
+impl Source {
+    /// A publisher that sends audio (if `audio`) and the given video layers
+    /// from `now`; stamps count from `base`.
+    pub fn new(audio: bool, layers: Vec<LayerPlan>, base: Instant, now: Instant) -> Self {
+        Self {
+            audio,
+            layers,
+            base,
+            start: now,
+            next_audio: now,
+            next_frame: now,
+            next_key: now + KEYFRAME_EVERY,
+            audio_n: 0,
+            frame_n: 0,
+            key_due: true,
+            counter: 0,
+        }
+    }
+
+    /// When packets are next due.
+    pub fn next_wake(&self) -> Instant {
+        match (self.audio, self.layers.is_empty()) {
+            (true, false) => self.next_audio.min(self.next_frame),
+            (true, true) => self.next_audio,
+            (false, _) => self.next_frame,
+        }
+    }
+
+    /// A keyframe was asked for: the next frame of every layer is one.
+    pub fn keyframe(&mut self) {
+        self.key_due = true;
+    }
+
+    /// Every packet due by `now`.
+    pub fn due(&mut self, now: Instant) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let micros = now.duration_since(self.base).as_micros() as u64;
+        while self.audio && self.next_audio <= now {
+            self.counter += 1;
+            out.push(Outgoing {
+                cid: "audio",
+                rid: None,
+                timestamp: (self.audio_n * 960) as u32,
+                marker: false,
+                audio_level: Some(-25),
+                payload: audio_payload(AUDIO_BYTES, micros, self.counter),
+            });
+            self.audio_n += 1;
+            self.next_audio = self.start + AUDIO_EVERY * self.audio_n as u32;
+        }
+        while !self.layers.is_empty() && self.next_frame <= now {
+            let key = std::mem::take(&mut self.key_due) || now >= self.next_key;
+            if key {
+                self.next_key = now + KEYFRAME_EVERY;
+            }
+            let timestamp = (self.frame_n * 3_000) as u32;
+            for layer in &self.layers {
+                self.counter += 1;
+                let bytes = (layer.bitrate / 8 / 30) as usize;
+                let packets = vp8_frame(key, bytes, MTU, self.frame_n as u16, micros, self.counter);
+                let last = packets.len().saturating_sub(1);
+                for (i, payload) in packets.into_iter().enumerate() {
+                    out.push(Outgoing {
+                        cid: "video",
+                        rid: (self.layers.len() > 1).then_some(layer.rid),
+                        timestamp,
+                        marker: i == last,
+                        audio_level: None,
+                        payload,
+                    });
+                }
+            }
+            self.frame_n += 1;
+            self.next_frame = self.start + FRAME_EVERY * self.frame_n as u32;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_second_has_the_planned_rates() {
+        let t0 = Instant::now();
+        let mut s = Source::new(true, SIMULCAST.to_vec(), t0, t0);
+        let mut all = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(1) {
+            all.extend(s.due(now));
+            now += Duration::from_millis(5);
+        }
+        let audio = all.iter().filter(|o| o.cid == "audio").count();
+        assert_eq!(audio, 50);
+        for layer in SIMULCAST {
+            let bits: usize = all
+                .iter()
+                .filter(|o| o.rid == Some(layer.rid))
+                .map(|o| o.payload.len() * 8)
+                .sum();
+            let want = layer.bitrate as usize;
+            assert!(
+                bits > want * 9 / 10 && bits < want * 12 / 10,
+                "{}: {bits} bit/s",
+                layer.rid
+            );
+        }
+        // The first frame of each layer is a keyframe.
+        let first = all.iter().find(|o| o.rid == Some("f")).expect("video");
+        assert_eq!(first.payload[4] & 0x01, 0);
+    }
+}

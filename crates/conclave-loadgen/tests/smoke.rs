@@ -1,0 +1,84 @@
+//! A few seconds of each scenario against both targets through the real
+//! program, so the harness never rots: packets must arrive and the JSON
+//! must hold every figure. Nothing here looks at speed.
+
+use std::process::Command;
+
+use conclave_client::server_process::server_binary;
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let server = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
+    let json = std::env::temp_dir().join(format!(
+        "conclave-loadgen-{}-{}.json",
+        std::process::id(),
+        args.join("-")
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave-loadgen"))
+        .args(args)
+        .args(["--seconds", "2", "--warmup", "1", "--server"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("conclave-loadgen runs");
+    assert!(
+        out.status.success(),
+        "conclave-loadgen {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON report");
+    let _ = std::fs::remove_file(&json);
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+#[test]
+fn every_scenario_runs_against_both_targets() {
+    for scenario in ["audio-fanout", "video-fanout", "meeting"] {
+        for target in ["conclave", "ceiling"] {
+            let doc = run(&[
+                "run",
+                "--target",
+                target,
+                "--scenario",
+                scenario,
+                "--participants",
+                "3",
+            ]);
+            let r = &doc["reports"][0];
+            assert_eq!(r["target"], target);
+            assert_eq!(r["scenario"], scenario);
+            let packets = r["packets"].as_u64().expect("packets");
+            assert!(packets > 0, "{target} {scenario}: no packets arrived: {r}");
+            for key in [
+                "expected",
+                "loss_percent",
+                "latency_p50_us",
+                "latency_p99_us",
+                "join_p50_ms",
+                "server_cpu_seconds",
+                "server_rss_kib",
+                "packets_per_cpu_second",
+            ] {
+                assert!(r[key].is_number(), "{target} {scenario}: {key} missing in {r}");
+            }
+            assert!(r["expected"].as_u64().expect("expected") >= packets);
+        }
+    }
+}
+
+#[test]
+fn bench_prints_ratios() {
+    let doc = run(&[
+        "bench",
+        "--sizes",
+        "2",
+        "--scenarios",
+        "audio-fanout",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(doc["reports"].as_array().map(Vec::len), Some(2));
+    let ratio = &doc["ratios"][0];
+    assert!(ratio["conclave_over_ceiling"].is_number(), "{ratio}");
+}
