@@ -894,3 +894,37 @@ fn relayed_data_names_the_real_sender() {
     assert_eq!(u.payload, b"hello");
     assert_eq!(u.topic.as_deref(), Some("chat"));
 }
+
+#[test]
+fn resume_needs_the_same_identity() {
+    let mut h = Harness::new();
+    let sid = h.join(1, "ada");
+    h.join(2, "bob");
+    h.drain();
+    let now = h.now();
+    h.sfu.handle_disconnect(now, ConnId(1));
+    assert_eq!(h.sfu.participants.len(), 2, "a dropped connection is not a leave");
+    let room = Harness::room();
+    let bob = ParticipantIdentity::new("bob").expect("id");
+    let ada = ParticipantIdentity::new("ada").expect("id");
+    assert_eq!(
+        h.sfu.handle_resume(now, ConnId(3), &sid, &room, &bob),
+        Err(SignalError::NotAllowed)
+    );
+    h.sfu
+        .handle_resume(now, ConnId(4), &sid, &room, &ada)
+        .expect("resume");
+    let out = h.drain();
+    let to_new = msgs(&out, 4);
+    assert!(
+        matches!(to_new.first(), Some(Resp::Reconnect(_))),
+        "first message is not the reconnect response"
+    );
+    assert!(updates(&out, 4).iter().any(|p| p.identity == "bob"));
+    assert!(
+        to_new
+            .iter()
+            .any(|m| matches!(m, Resp::Offer(o) if o.sdp.contains("a=ice-ufrag")))
+    );
+    assert!(msgs(&out, 3).is_empty(), "the refused connection got messages");
+}
