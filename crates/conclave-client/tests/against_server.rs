@@ -167,10 +167,11 @@ async fn a_native_client_publishes_and_another_receives() {
         matches!(published, Ok(Ok(Ok(())))),
         "the publisher did not finish cleanly: {published:?}"
     );
-    assert_eq!(
-        subscriber.joined_others,
-        Some(1),
-        "the subscriber did not see the publisher"
+    // Either may join first: the subscriber gets the tracks either way.
+    assert!(
+        matches!(subscriber.joined_others, Some(0 | 1)),
+        "the subscriber's join: {:?}",
+        subscriber.joined_others
     );
     assert_eq!(
         subscriber.per_track.len(),
