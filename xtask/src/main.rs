@@ -232,7 +232,9 @@ fn test(args: &[String]) -> Result<()> {
     let built = web_ok && run(cargo().args(["build", "-p", "conclave-server"])).is_ok();
     step(
         "cargo test",
-        run(cargo().args(["test", "--workspace"]).env("CONCLAVE_BIN", &bin)),
+        run(cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("CONCLAVE_BIN", &bin)),
     );
     if !built {
         step(
