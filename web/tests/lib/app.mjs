@@ -5,7 +5,18 @@
  * the page is opened as from a link to an end-to-end encrypted meeting.
  */
 export async function submitLanding(page, baseUrl, { name, room, key }) {
-  await page.goto(baseUrl + '/' + (key ? `#key=${encodeURIComponent(key)}` : ''));
+  const url = baseUrl + '/' + (key ? `#key=${encodeURIComponent(key)}` : '');
+  // A browser just started in a fresh network namespace may still see its
+  // interfaces settle and abort the first navigation; try again then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(url);
+      break;
+    } catch (err) {
+      if (attempt >= 3 || !String(err?.message).includes('ERR_NETWORK_CHANGED')) throw err;
+      await page.waitForTimeout(500);
+    }
+  }
   await page.getByTestId('name-input').fill(name);
   await page.getByTestId('room-input').fill(room);
   await page.getByTestId('join-button').click();

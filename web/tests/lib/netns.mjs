@@ -48,6 +48,11 @@ export async function makeNamespace(name, hostAddr, nsAddr) {
   const hostDev = `${name}h`;
   const nsDev = `${name}n`;
   ip('netns', 'add', name);
+  // IPv4 only inside: no IPv6 link-local address turns up on the veth a
+  // moment later, which Chromium would take for a network change.
+  execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const dir = await mkdtemp(join(tmpdir(), `conclave-${name}-`));
   try {
     ip('link', 'add', hostDev, 'type', 'veth', 'peer', 'name', nsDev);
