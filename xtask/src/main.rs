@@ -134,6 +134,11 @@ fn setup() -> Result<()> {
         ("npm", "npm"),
         // Network namespaces and traffic shaping for the constrained-network browser tests.
         ("/usr/sbin/tc", "iproute2"),
+        // The storage tests run against PostgreSQL as well as SQLite.
+        ("/usr/lib/postgresql", "postgresql"),
+        // webauthn-rs builds on OpenSSL.
+        ("/usr/include/openssl/ssl.h", "libssl-dev"),
+        ("pkg-config", "pkg-config"),
     ])?;
     npm_ci()?;
     let reqs = root().join("tests/sdk/requirements.txt");
@@ -150,6 +155,31 @@ fn setup() -> Result<()> {
                 .args(["-m", "pip", "install", "--quiet", "--break-system-packages", "-r"])
                 .arg(&reqs))?;
         }
+    }
+    // A real SMTP server for the account browser tests.
+    pip_install("aiosmtpd", "aiosmtpd==1.4.6")?;
+    Ok(())
+}
+
+/// Installs a pinned Python package unless `module` imports already.
+fn pip_install(module: &str, requirement: &str) -> Result<()> {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Ok(());
+    }
+    let plain = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", requirement]));
+    if plain.is_err() {
+        run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--break-system-packages",
+            requirement,
+        ]))?;
     }
     Ok(())
 }
@@ -230,12 +260,20 @@ fn test(args: &[String]) -> Result<()> {
     // The server binary first: the native client's tests run it.
     let bin = root().join("target/debug/conclave");
     let built = web_ok && run(cargo().args(["build", "-p", "conclave-server"])).is_ok();
-    step(
-        "cargo test",
-        run(cargo()
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .env("CONCLAVE_BIN", &bin)),
-    );
+    // A PostgreSQL server on loopback for the storage tests, stopped on drop.
+    let postgres = TestPostgres::start();
+    if let Err(e) = &postgres {
+        eprintln!("xtask: {e}");
+    }
+    let mut cargo_test = cargo();
+    cargo_test
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("CONCLAVE_BIN", &bin);
+    if let Ok(pg) = &postgres {
+        cargo_test.env("CONCLAVE_TEST_POSTGRES_URL", &pg.url);
+    }
+    step("cargo test", run(&mut cargo_test));
+    drop(postgres);
     if !built {
         step(
             "server build",
@@ -272,6 +310,91 @@ fn test(args: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(format!("failed: {}", failed.join(", ")))
+    }
+}
+
+/// A throwaway PostgreSQL server: a fresh cluster in a temporary directory,
+/// listening on a free loopback port with its socket in that directory,
+/// run as the `postgres` user when started as root. Stopped and removed
+/// on drop.
+struct TestPostgres {
+    url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl TestPostgres {
+    fn start() -> Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("initdb").exists())
+                    .max()
+            })
+            .ok_or("PostgreSQL was not found in /usr/lib/postgresql: apt-get install postgresql")?;
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!("conclave-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(&dir))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let pg = TestPostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
+            dir: dir.clone(),
+            bin,
+            as_postgres,
+        };
+        run(pg
+            .command("initdb")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .stdout(std::process::Stdio::null()))?;
+        run(pg
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.display()
+            ))
+            .args(["-w", "start"]))?;
+        Ok(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
