@@ -399,12 +399,13 @@ impl Drop for TestPostgres {
 }
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
-const FUZZ_TARGETS: [&str; 5] = [
+const FUZZ_TARGETS: [&str; 6] = [
     "token_verify",
     "signal_request",
     "media_datagram",
     "keyframe",
     "red",
+    "client_signal",
 ];
 
 fn fuzz(args: &[String]) -> Result<()> {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conclave_types::TrackSource;
+use conclave_types::{ParticipantSid, RoomName, TrackSid, TrackSource};
 use livekit_protocol as lk;
 use lk::signal_request::Message as Req;
 use lk::signal_response::Message as Resp;
@@ -48,6 +48,9 @@ pub enum ClientError {
     #[error("the server went away")]
     Closed,
 }
+
+/// The longest ping interval a server may ask for.
+const MAX_PING_INTERVAL_SECS: u64 = 3600;
 
 /// One of the two peer connections of a participant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,13 +131,14 @@ pub struct Packet<'a> {
 pub enum ClientEvent {
     /// The server accepted the join.
     Joined {
-        participant: String,
-        room: String,
+        /// This participant's id, as the server named it.
+        participant: Option<ParticipantSid>,
+        room: Option<RoomName>,
         /// Participants already in the room.
         others: usize,
     },
     /// A published track was accepted and negotiated.
-    Published { cid: String, sid: String, mid: Mid },
+    Published { cid: String, sid: TrackSid, mid: Mid },
     /// A peer connection's ICE is connected.
     Connected(Pc),
     /// An RTP packet on the subscriber connection. `track` is the server's
@@ -142,7 +146,7 @@ pub enum ClientEvent {
     Rtp {
         mid: Mid,
         kind: MediaKind,
-        track: Option<String>,
+        track: Option<TrackSid>,
         seq: u64,
         timestamp: u32,
         marker: bool,
@@ -173,7 +177,7 @@ pub enum Output {
 
 struct Published {
     spec: TrackSpec,
-    sid: Option<String>,
+    sid: Option<TrackSid>,
     mid: Option<Mid>,
     seq: HashMap<Option<Rid>, u64>,
 }
@@ -191,7 +195,7 @@ pub struct Client {
     ping_interval: Duration,
     next_ping: Option<Instant>,
     /// Subscriber media sections to the server's track ids.
-    remote_tracks: HashMap<Mid, String>,
+    remote_tracks: HashMap<Mid, TrackSid>,
     out: VecDeque<Output>,
     now: Instant,
 }
@@ -259,25 +263,30 @@ impl Client {
             <lk::SignalResponse as prost::Message>::decode(bytes).map_err(|_| ClientError::BadMessage)?;
         match msg.message {
             Some(Resp::Join(join)) => {
-                self.joined = true;
                 if join.ping_interval > 0 {
-                    self.ping_interval = Duration::from_secs(u64::from(join.ping_interval.unsigned_abs()));
+                    let secs = u64::from(join.ping_interval.unsigned_abs()).min(MAX_PING_INTERVAL_SECS);
+                    self.ping_interval = Duration::from_secs(secs);
                 }
                 self.next_ping = Some(now + self.ping_interval);
-                let specs: Vec<TrackSpec> = self.tracks.iter().map(|t| t.spec.clone()).collect();
-                for spec in &specs {
-                    self.announce(spec);
+                // Tracks are announced once, whatever the server repeats.
+                if !self.joined {
+                    self.joined = true;
+                    let specs: Vec<TrackSpec> = self.tracks.iter().map(|t| t.spec.clone()).collect();
+                    for spec in &specs {
+                        self.announce(spec);
+                    }
                 }
                 self.emit(ClientEvent::Joined {
-                    participant: join.participant.map(|p| p.sid).unwrap_or_default(),
-                    room: join.room.map(|r| r.name).unwrap_or_default(),
+                    participant: join.participant.and_then(|p| ParticipantSid::parse(&p.sid).ok()),
+                    room: join.room.and_then(|r| RoomName::new(r.name).ok()),
                     others: join.other_participants.len(),
                 });
             }
             Some(Resp::TrackPublished(t)) => {
                 if let Some(track) = self.tracks.iter_mut().find(|x| x.spec.cid == t.cid) {
-                    track.sid = t.track.map(|i| i.sid);
-                    self.offer_due = true;
+                    // A track id that is not one is never negotiated.
+                    track.sid = t.track.and_then(|i| TrackSid::parse(&i.sid).ok());
+                    self.offer_due = track.sid.is_some();
                 }
             }
             Some(Resp::Answer(sd)) => {
@@ -287,7 +296,7 @@ impl Client {
                         .sdp_api()
                         .accept_answer(pending, answer)
                         .map_err(|_| ClientError::BadSdp)?;
-                    let done: Vec<(String, String, Mid)> = self
+                    let done: Vec<(String, TrackSid, Mid)> = self
                         .tracks
                         .iter()
                         .filter_map(|t| Some((t.spec.cid.clone(), t.sid.clone()?, t.mid?)))
@@ -410,9 +419,9 @@ impl Client {
 
     /// Asks the server for one quality of a subscribed video track (by the
     /// server's track id), as a client does for the size it shows it at.
-    pub fn set_quality(&mut self, track_sid: &str, quality: lk::VideoQuality) {
+    pub fn set_quality(&mut self, track_sid: &TrackSid, quality: lk::VideoQuality) {
         self.signal(Req::TrackSetting(lk::UpdateTrackSettings {
-            track_sids: vec![track_sid.to_owned()],
+            track_sids: vec![track_sid.as_str().to_owned()],
             quality: quality as i32,
             ..Default::default()
         }));
@@ -591,7 +600,7 @@ impl Client {
 }
 
 /// Remembers `a=msid` track ids per media section of an SDP.
-fn note_msids(map: &mut HashMap<Mid, String>, sdp: &str) {
+fn note_msids(map: &mut HashMap<Mid, TrackSid>, sdp: &str) {
     let mut mid: Option<Mid> = None;
     for line in sdp.lines() {
         if line.starts_with("m=") {
@@ -599,9 +608,12 @@ fn note_msids(map: &mut HashMap<Mid, String>, sdp: &str) {
         } else if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(Mid::from(m.trim()));
         } else if let (Some(m), Some(msid)) = (mid, line.strip_prefix("a=msid:"))
-            && let Some(track) = msid.split_whitespace().nth(1)
+            && let Some(track) = msid
+                .split_whitespace()
+                .nth(1)
+                .and_then(|t| TrackSid::parse(t).ok())
         {
-            map.insert(m, track.to_owned());
+            map.insert(m, track);
         }
     }
 }
@@ -629,8 +641,8 @@ mod tests {
             "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:PA_x TR_a\r\nm=video 9 X 96\r\na=mid:1\r\n\
              a=msid:PA_x TR_v\r\nm=application 9 X\r\na=mid:2\r\n",
         );
-        assert_eq!(map.get(&Mid::from("0")).map(String::as_str), Some("TR_a"));
-        assert_eq!(map.get(&Mid::from("1")).map(String::as_str), Some("TR_v"));
+        assert_eq!(map.get(&Mid::from("0")).map(TrackSid::as_str), Some("TR_a"));
+        assert_eq!(map.get(&Mid::from("1")).map(TrackSid::as_str), Some("TR_v"));
         assert_eq!(map.len(), 2);
     }
 

@@ -59,6 +59,16 @@ impl ServerProcess {
     /// Starts `binary` on free loopback ports and waits until it is ready.
     /// `extra_env` is added to the server's environment.
     pub fn start(binary: &Path, extra_env: &[(&str, &str)]) -> Result<Self, ClientError> {
+        Self::start_on(binary, extra_env, None)
+    }
+
+    /// Like [`ServerProcess::start`], with every thread of the server kept
+    /// on one CPU (through `taskset`, which must then be installed).
+    pub fn start_on(
+        binary: &Path,
+        extra_env: &[(&str, &str)],
+        cpu: Option<usize>,
+    ) -> Result<Self, ClientError> {
         let io = |e: std::io::Error| ClientError::Io(e.to_string());
         let http_port = free_tcp_port()?;
         let udp_port = free_udp_port()?;
@@ -68,7 +78,15 @@ impl ServerProcess {
         let data_dir = std::env::temp_dir().join(format!("conclave-client-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&data_dir).map_err(io)?;
         let log = std::fs::File::create(data_dir.join("server.log")).map_err(io)?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = match cpu {
+            // taskset runs the server in its own process, so its pid is the server's.
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("serve")
             .env("CONCLAVE_SERVER_DATA_DIR", &data_dir)
             .env("CONCLAVE_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
@@ -83,9 +101,14 @@ impl ServerProcess {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| ClientError::Io(format!("cannot start {}: {e}", binary.display())))?;
+        let child = cmd.spawn().map_err(|e| {
+            let how = if cpu.is_some() {
+                " (pinning needs taskset: apt-get install util-linux)"
+            } else {
+                ""
+            };
+            ClientError::Io(format!("cannot start {}: {e}{how}", binary.display()))
+        })?;
         let mut server = Self {
             child,
             url: format!("http://127.0.0.1:{http_port}"),

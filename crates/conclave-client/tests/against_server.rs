@@ -1,17 +1,20 @@
 //! Two native clients against a real `conclave serve` process on loopback:
 //! one publishes Opus-sized audio and simulcast VP8, the other receives
-//! both tracks with the stamps the publisher wrote, in order.
+//! both tracks with the stamps the publisher wrote, in order. The
+//! subscriber's keyframe request reaches the publisher through the server,
+//! and the keyframe it sends in answer reaches the subscriber.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conclave_client::driver::{App, run};
 use conclave_client::server_process::{ServerProcess, server_binary};
 use conclave_client::synth::{audio_payload, read_stamp, vp8_frame};
-use conclave_client::{Client, ClientEvent, Packet, TrackSpec};
+use conclave_client::{Client, ClientEvent, MediaKind, Mid, Packet, TrackSpec};
+use conclave_types::TrackSid;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -21,6 +24,8 @@ struct Publisher {
     next: Option<Instant>,
     tick: u64,
     key_due: bool,
+    /// Keyframe requests the server passed on.
+    keyframe_requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -28,7 +33,10 @@ impl App for Publisher {
     fn on_event(&mut self, now: Instant, event: &ClientEvent, _client: &mut Client) {
         match event {
             ClientEvent::Published { cid, .. } if cid == "video" => self.next = Some(now),
-            ClientEvent::KeyframeRequest { .. } => self.key_due = true,
+            ClientEvent::KeyframeRequest { .. } => {
+                self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                self.key_due = true;
+            }
             _ => {}
         }
     }
@@ -81,33 +89,66 @@ impl App for Publisher {
     }
 }
 
-/// Counts what arrives per track and checks the stamps.
+/// Counts what arrives per track and checks the stamps; after some video
+/// it asks for a keyframe and waits to see one.
 #[derive(Default)]
 struct Subscriber {
-    per_track: HashMap<String, (usize, u64)>,
+    per_track: HashMap<Option<TrackSid>, (usize, u64)>,
     out_of_order: usize,
     joined_others: Option<usize>,
+    /// The video section and when a keyframe was last asked for.
+    asked: Option<(Mid, Instant)>,
+    keyframe_after_asking: bool,
+    keyframe_requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
+/// The first packet of a VP8 keyframe (start bit, then P=0 in the frame header).
+fn starts_vp8_keyframe(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|b| b & 0x10 != 0) && payload.get(4).is_some_and(|b| b & 0x01 == 0)
+}
+
 impl App for Subscriber {
-    fn on_event(&mut self, _now: Instant, event: &ClientEvent, _client: &mut Client) {
+    fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client) {
         match event {
             ClientEvent::Joined { others, .. } => self.joined_others = Some(*others),
-            ClientEvent::Rtp { track, payload, .. } => {
+            ClientEvent::Rtp {
+                mid,
+                kind,
+                track,
+                payload,
+                ..
+            } => {
                 let Some((_, counter)) = read_stamp(payload) else {
                     return;
                 };
-                let e = self
-                    .per_track
-                    .entry(track.clone().unwrap_or_default())
-                    .or_default();
+                let e = self.per_track.entry(track.clone()).or_default();
                 if counter < e.1 {
                     self.out_of_order += 1;
                 }
                 e.0 += 1;
                 e.1 = counter;
-                let enough = self.per_track.len() == 2 && self.per_track.values().all(|(n, _)| *n >= 60);
+                if *kind == MediaKind::Video {
+                    match self.asked {
+                        None if e.0 >= 20 => {
+                            client.request_keyframe(*mid);
+                            self.asked = Some((*mid, now));
+                        }
+                        Some(_) if starts_vp8_keyframe(payload) => self.keyframe_after_asking = true,
+                        // The server limits how often it asks publishers: ask again now and then.
+                        Some((m, at))
+                            if !self.keyframe_after_asking && now > at + Duration::from_millis(500) =>
+                        {
+                            client.request_keyframe(m);
+                            self.asked = Some((m, now));
+                        }
+                        _ => {}
+                    }
+                }
+                let enough = self.per_track.len() == 2
+                    && self.per_track.values().all(|(n, _)| *n >= 60)
+                    && self.keyframe_after_asking
+                    && self.keyframe_requests.load(Ordering::Relaxed) > 0;
                 if enough {
                     self.stop.store(true, Ordering::Relaxed);
                 }
@@ -132,6 +173,7 @@ async fn a_native_client_publishes_and_another_receives() {
     let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
     let server = ServerProcess::start(&bin, &[]).unwrap_or_else(|e| panic!("{e}"));
     let stop = Arc::new(AtomicBool::new(false));
+    let keyframe_requests = Arc::new(AtomicUsize::new(0));
     let pub_token = server.token("native", "alice").expect("token");
     let sub_token = server.token("native", "bob").expect("token");
     let url = server.url.clone();
@@ -140,6 +182,7 @@ async fn a_native_client_publishes_and_another_receives() {
         next: None,
         tick: 0,
         key_due: true,
+        keyframe_requests: keyframe_requests.clone(),
         stop: stop.clone(),
     };
     let publishing = tokio::spawn(async move {
@@ -147,6 +190,7 @@ async fn a_native_client_publishes_and_another_receives() {
         run(&url, &pub_token, LOOPBACK, tracks, &mut publisher).await
     });
     let mut subscriber = Subscriber {
+        keyframe_requests: keyframe_requests.clone(),
         stop: stop.clone(),
         ..Default::default()
     };
@@ -159,8 +203,11 @@ async fn a_native_client_publishes_and_another_receives() {
     let published = tokio::time::timeout(Duration::from_secs(10), publishing).await;
     assert!(
         matches!(result, Ok(Ok(()))),
-        "the subscriber did not finish: {result:?}; got {:?}\n{}",
+        "the subscriber did not finish: {result:?}; got {:?}, keyframe requests at the publisher: {}, \
+         a keyframe after asking: {}\n{}",
         subscriber.per_track,
+        keyframe_requests.load(Ordering::Relaxed),
+        subscriber.keyframe_after_asking,
         server.log()
     );
     assert!(
@@ -180,7 +227,7 @@ async fn a_native_client_publishes_and_another_receives() {
         subscriber.per_track
     );
     assert!(
-        subscriber.per_track.keys().all(|t| t.starts_with("TR_")),
+        subscriber.per_track.keys().all(Option::is_some),
         "tracks are named by the server's ids: {:?}",
         subscriber.per_track
     );

@@ -8,6 +8,7 @@ use conclave_client::MediaKind;
 use conclave_client::driver::App;
 use conclave_client::synth::read_stamp;
 use conclave_client::{Client, ClientEvent, Packet};
+use conclave_types::TrackSid;
 use livekit_protocol::VideoQuality;
 
 use crate::measure::Receiver;
@@ -74,7 +75,7 @@ pub struct Subscriber {
     until: Instant,
     first: VideoQuality,
     rest: VideoQuality,
-    asked: HashSet<String>,
+    asked: HashSet<TrackSid>,
 }
 
 impl Subscriber {
@@ -110,16 +111,19 @@ impl App for Subscriber {
         else {
             return;
         };
-        let track = track.as_deref().unwrap_or("");
-        if *kind == MediaKind::Video && !self.asked.contains(track) {
+        if let Some(track) = track
+            && *kind == MediaKind::Video
+            && !self.asked.contains(track)
+        {
             let q = if self.asked.is_empty() {
                 self.first
             } else {
                 self.rest
             };
             client.set_quality(track, q);
-            self.asked.insert(track.to_owned());
+            self.asked.insert(track.clone());
         }
+        let track = track.as_ref().map_or("", TrackSid::as_str);
         if *at < self.measure_from {
             self.recv.first_packet.get_or_insert(*at);
             return;
