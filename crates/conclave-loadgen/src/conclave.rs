@@ -1,41 +1,159 @@
-//! Participants of a Conclave room: native clients that publish the
-//! synthetic media or receive and measure it.
+//! Conclave as a target: a `conclave serve` process on loopback, and
+//! participants that are native clients publishing the synthetic media or
+//! receiving and measuring it.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conclave_client::MediaKind;
-use conclave_client::driver::App;
+use conclave_client::driver::{App, run};
+use conclave_client::server_process::ServerProcess;
 use conclave_client::synth::read_stamp;
-use conclave_client::{Client, ClientEvent, Packet};
+use conclave_client::{Client, ClientEvent, MediaKind, Packet, TrackSpec};
 use conclave_types::TrackSid;
-use livekit_protocol::VideoQuality;
+use tokio::sync::oneshot;
 
 use crate::measure::Receiver;
 use crate::media::Source;
+use crate::target::{Joining, Outcome, Plan, Target, Wants};
 
-/// Publishes once its tracks are negotiated, until `until`.
-pub struct Publisher {
-    pub source: Source,
-    pending: usize,
-    until: Instant,
+/// A Conclave server started for one run, with one room for everyone.
+pub struct ConclaveTarget {
+    server: ServerProcess,
+    room: String,
 }
 
-impl Publisher {
-    /// `tracks` is how many tracks it publishes (it starts when all are).
-    pub fn new(source: Source, tracks: usize, until: Instant) -> Self {
-        Self {
+impl ConclaveTarget {
+    /// Starts `binary` on loopback, on `cpu` when given.
+    pub fn start(binary: &Path, cpu: Option<usize>) -> Result<Self, String> {
+        let server = ServerProcess::start_on(binary, &[], cpu).map_err(|e| e.to_string())?;
+        Ok(Self {
+            server,
+            room: format!("bench-{}", std::process::id()),
+        })
+    }
+}
+
+impl Target for ConclaveTarget {
+    fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    fn log(&self) -> String {
+        self.server.log()
+    }
+
+    fn join(&self, plan: Plan) -> Joining {
+        let token = self.server.token(&self.room, &format!("p{}", plan.index));
+        let url = self.server.url.clone();
+        Box::pin(async move {
+            let token = token.map_err(|e| e.to_string())?;
+            let joined_at = Instant::now();
+            let mut tracks = Vec::new();
+            if let Some(source) = &plan.source {
+                tracks.push(TrackSpec::audio("audio"));
+                if source.has_video() {
+                    tracks.push(TrackSpec::simulcast_camera("video"));
+                }
+            }
+            let mut app = Member::new(plan, tracks.len());
+            run(&url, &token, IpAddr::V4(Ipv4Addr::LOCALHOST), tracks, &mut app)
+                .await
+                .map_err(|e| format!("participant {}: {e}", app.index))?;
+            Ok(Outcome {
+                joined_at,
+                received: app.sub.map(|s| s.recv),
+            })
+        })
+    }
+}
+
+/// A participant: publishes, receives, or both.
+struct Member {
+    index: usize,
+    publ: Option<Publisher>,
+    sub: Option<Subscriber>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Member {
+    fn new(plan: Plan, tracks: usize) -> Self {
+        let Plan {
+            index,
             source,
-            pending: tracks,
-            until,
+            receive,
+            publishing,
+            stop,
+        } = plan;
+        Self {
+            index,
+            publ: source.map(|source| Publisher {
+                source,
+                pending: tracks,
+                publishing,
+            }),
+            sub: receive.map(Subscriber::new),
+            stop,
         }
     }
 }
 
-impl App for Publisher {
-    fn on_event(&mut self, _now: Instant, event: &ClientEvent, _client: &mut Client) {
+impl App for Member {
+    fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client) {
+        if let Some(p) = &mut self.publ {
+            p.on_event(now, event);
+        }
+        if let Some(s) = &mut self.sub {
+            s.on_event(event, client);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let a = self.publ.as_ref().and_then(Publisher::next_wake);
+        let b = self.sub.as_ref().map(|s| s.wants.window.until);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_wake(&mut self, now: Instant, client: &mut Client) {
+        if let Some(p) = &mut self.publ
+            && p.next_wake().is_some_and(|w| w <= now)
+        {
+            p.send(now, client);
+        }
+    }
+
+    fn done(&self) -> bool {
+        match &self.sub {
+            Some(s) => Instant::now() >= s.wants.window.until,
+            None => self.stop.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Sends the source's packets once every track is negotiated; answers
+/// keyframe requests with keyframes (str0m answers NACKs from its cache).
+struct Publisher {
+    source: Source,
+    /// Tracks not yet negotiated.
+    pending: usize,
+    publishing: Option<oneshot::Sender<()>>,
+}
+
+impl Publisher {
+    fn on_event(&mut self, now: Instant, event: &ClientEvent) {
         match event {
-            ClientEvent::Published { .. } => self.pending = self.pending.saturating_sub(1),
+            ClientEvent::Published { .. } => {
+                self.pending = self.pending.saturating_sub(1);
+                if self.pending == 0 {
+                    self.source.start_at(now);
+                }
+            }
             ClientEvent::KeyframeRequest { .. } => self.source.keyframe(),
             _ => {}
         }
@@ -45,7 +163,7 @@ impl App for Publisher {
         (self.pending == 0).then(|| self.source.next_wake())
     }
 
-    fn on_wake(&mut self, now: Instant, client: &mut Client) {
+    fn send(&mut self, now: Instant, client: &mut Client) {
         for o in self.source.due(now) {
             let _ = client.write_rtp(
                 now,
@@ -59,47 +177,30 @@ impl App for Publisher {
                 },
             );
         }
-    }
-
-    fn done(&self) -> bool {
-        Instant::now() >= self.until
-    }
-}
-
-/// Receives every track and measures it. Asks `first` quality for the first
-/// video track it sees and `rest` for the others.
-pub struct Subscriber {
-    pub recv: Receiver,
-    base: Instant,
-    measure_from: Instant,
-    until: Instant,
-    first: VideoQuality,
-    rest: VideoQuality,
-    asked: HashSet<TrackSid>,
-}
-
-impl Subscriber {
-    pub fn new(
-        base: Instant,
-        measure_from: Instant,
-        until: Instant,
-        first: VideoQuality,
-        rest: VideoQuality,
-    ) -> Self {
-        Self {
-            recv: Receiver::default(),
-            base,
-            measure_from,
-            until,
-            first,
-            rest,
-            asked: HashSet::new(),
+        if let Some(tx) = self.publishing.take() {
+            let _ = tx.send(());
         }
     }
 }
 
-impl App for Subscriber {
-    fn on_event(&mut self, _now: Instant, event: &ClientEvent, client: &mut Client) {
+/// Receives every track and measures it. Asks the `first` quality for the
+/// first video track it sees and `rest` for the others.
+struct Subscriber {
+    recv: Receiver,
+    wants: Wants,
+    asked: HashSet<TrackSid>,
+}
+
+impl Subscriber {
+    fn new(wants: Wants) -> Self {
+        Self {
+            recv: Receiver::default(),
+            wants,
+            asked: HashSet::new(),
+        }
+    }
+
+    fn on_event(&mut self, event: &ClientEvent, client: &mut Client) {
         let ClientEvent::Rtp {
             kind,
             track,
@@ -116,32 +217,26 @@ impl App for Subscriber {
             && !self.asked.contains(track)
         {
             let q = if self.asked.is_empty() {
-                self.first
+                self.wants.first
             } else {
-                self.rest
+                self.wants.rest
             };
             client.set_quality(track, q);
             self.asked.insert(track.clone());
         }
-        let track = track.as_ref().map_or("", TrackSid::as_str);
-        if *at < self.measure_from {
+        let window = self.wants.window;
+        if *at < window.measure_from {
             self.recv.first_packet.get_or_insert(*at);
             return;
         }
+        if *at >= window.until {
+            return;
+        }
         let delay = read_stamp(payload).map(|(sent, _)| {
-            at.duration_since(self.base)
+            at.duration_since(window.base)
                 .saturating_sub(Duration::from_micros(sent))
         });
+        let track = track.as_ref().map_or("", TrackSid::as_str);
         self.recv.on_packet(track, *seq, payload.len(), delay, *at);
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        Some(self.until)
-    }
-
-    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
-
-    fn done(&self) -> bool {
-        Instant::now() >= self.until
     }
 }

@@ -1,383 +1,383 @@
-//! Load generator: many native clients in one process against a Conclave
-//! server or the ceiling forwarder, the same synthetic media and the same
-//! measurements for both, and a report of what the server cost.
+//! Load generator: many participants in one process against a system under
+//! test (Conclave, or the ceiling forwarder), the same synthetic media and
+//! the same measurements for each, and a report of what the system cost.
+//!
+//! A run starts the target (pinned to its own CPU when asked), lets the
+//! publishers join and start sending, then the receivers (in a meeting
+//! everyone joins at once), measures over a window after a warm-up, and
+//! reads the target's CPU time and memory from `/proc` over that window.
 
 pub mod ceiling;
 pub mod conclave;
 pub mod measure;
 pub mod media;
+pub mod target;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conclave_client::TrackSpec;
-use conclave_client::server_process::ServerProcess;
 use livekit_protocol::VideoQuality;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
-use measure::{ProcUsage, Receiver, percentile, proc_usage};
-use media::{LayerPlan, SIMULCAST, Source};
+use measure::{ProcUsage, percentile, proc_usage};
+use media::{SIMULCAST, Source};
+use target::{Outcome, Plan, Target, Wants, Window};
 
-/// What is measured.
+/// Which system is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum Target {
+pub enum TargetKind {
     /// The Conclave server (`conclave serve`).
     Conclave,
     /// The plain UDP forwarder: no crypto, no congestion control.
     Ceiling,
 }
 
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Conclave => "conclave",
+            Self::Ceiling => "ceiling",
+        }
+    }
+}
+
 /// Who sends what to whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
-    /// One participant talks, everyone else listens.
+    /// P participants talk (default 1), the others listen to all of them.
     AudioFanout,
-    /// One participant publishes audio and simulcast video; everyone else
-    /// receives the audio and one layer (`--layer`).
+    /// P participants (default 1) publish audio and simulcast video; the
+    /// others receive all of it, the video at one layer (`--layer`).
     VideoFanout,
-    /// Everyone publishes audio and simulcast video and receives everyone:
-    /// one video at the high layer, the rest at the low one.
+    /// P participants (default all) publish audio and simulcast video, and
+    /// everyone receives everyone: one video at the high layer, the rest at
+    /// the low one.
     Meeting,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AudioFanout => "audio-fanout",
+            Self::VideoFanout => "video-fanout",
+            Self::Meeting => "meeting",
+        }
+    }
+}
+
+/// The name of a simulcast layer.
+pub fn layer_name(q: VideoQuality) -> &'static str {
+    match q {
+        VideoQuality::Low => "low",
+        VideoQuality::Medium => "medium",
+        _ => "high",
+    }
 }
 
 /// A run's settings.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub target: Target,
+    pub target: TargetKind,
     pub scenario: Scenario,
     pub participants: usize,
+    /// How many of them publish; the scenario's default when `None`.
+    pub publishers: Option<usize>,
     /// Seconds measured, after the warm-up.
     pub seconds: f64,
     pub warmup: f64,
-    /// The layer subscribers ask for in video fan-out.
+    /// The layer receivers ask for in video fan-out.
     pub layer: VideoQuality,
     /// The server binary (Conclave) or this program (the forwarder).
     pub binary: PathBuf,
-    /// CPU the server or forwarder is pinned to, and the one this process
-    /// is pinned to, when `taskset` is there.
-    pub cpus: Option<(usize, usize)>,
+    /// The CPU the target is pinned to.
+    pub target_cpu: Option<usize>,
+    /// Whether this process was pinned to a CPU of its own.
+    pub loadgen_pinned: bool,
 }
 
 /// The result of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub target: Target,
+    pub target: TargetKind,
     pub scenario: Scenario,
+    /// The layer receivers asked for (video fan-out only).
+    pub layer: Option<&'static str>,
     pub participants: usize,
     pub publishers: usize,
     pub seconds: f64,
-    /// Packets the subscribers received in the measured window.
+    /// Packets the receivers got in the measured window.
     pub packets: u64,
     /// Packets the sequence numbers say should have arrived.
     pub expected: u64,
     pub loss_percent: f64,
+    /// One-way delay from the publisher's send stamp to the receiver.
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
+    /// From starting to connect to the first media packet.
     pub join_p50_ms: u64,
     pub join_p95_ms: u64,
+    /// Payload bits per second, all receivers together.
     pub received_mbit_s: f64,
-    /// CPU time and memory of the server or forwarder.
+    /// CPU time of the target over the measured window, and its memory at
+    /// the window's end.
     pub server_cpu_seconds: f64,
     pub server_rss_kib: u64,
-    /// Packets received by subscribers per server CPU-second.
+    /// Packets received per target CPU-second: the figure of merit.
     pub packets_per_cpu_second: f64,
-    /// Whether processes were pinned to separate CPUs.
+    /// CPU time of this program over the window: near `seconds` when it
+    /// runs on one CPU, it was the bottleneck.
+    pub loadgen_cpu_seconds: f64,
+    /// Receivers that got no media at all.
+    pub silent_receivers: usize,
+    /// The loss is at most 0.1% and every receiver got media: the figure
+    /// of merit counts.
+    pub valid: bool,
+    /// Whether the target and this program ran on separate CPUs.
     pub pinned: bool,
 }
 
-/// Pins a process to one CPU with `taskset`; false when that is not possible.
-fn pin(pid: u32, cpu: usize) -> bool {
-    Command::new("taskset")
-        .args(["-pc", &cpu.to_string(), &pid.to_string()])
+/// The largest loss at which a run counts.
+pub const MAX_LOSS_PERCENT: f64 = 0.1;
+
+/// Pins every thread of this process to `cpu` with `taskset`. Called
+/// before the runtime starts, so that threads made later inherit it.
+pub fn pin_self(cpu: usize) -> Result<(), String> {
+    let ok = Command::new("taskset")
+        .args(["-a", "-pc", &cpu.to_string(), &std::process::id().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
-}
-
-struct Forwarder(Child);
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        .map_err(|e| format!("cannot run taskset ({e}): apt-get install util-linux"))?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("taskset could not pin this process to CPU {cpu}"))
     }
 }
 
-fn layers_for(scenario: Scenario, target: Target, layer: VideoQuality) -> Vec<LayerPlan> {
-    match (scenario, target) {
-        (Scenario::AudioFanout, _) => Vec::new(),
-        (_, Target::Conclave) => SIMULCAST.to_vec(),
-        // The forwarder selects nothing: send only what subscribers get.
-        (Scenario::VideoFanout, Target::Ceiling) => vec![SIMULCAST[(layer as usize).min(2)]],
-        (Scenario::Meeting, Target::Ceiling) => vec![SIMULCAST[0]],
-    }
-}
-
-/// The process's usage at `from` and at `until`: the measured window only.
-async fn cost_between(pid: u32, from: Instant, until: Instant) -> (ProcUsage, ProcUsage) {
+/// The usage of the target and of this process at `from` and at `until`.
+async fn cost_between(pid: u32, from: Instant, until: Instant) -> [(ProcUsage, ProcUsage); 2] {
+    let own = std::process::id();
     tokio::time::sleep_until(from.into()).await;
-    let before = proc_usage(pid).unwrap_or_default();
+    let before = [
+        proc_usage(pid).unwrap_or_default(),
+        proc_usage(own).unwrap_or_default(),
+    ];
     tokio::time::sleep_until(until.into()).await;
-    (before, proc_usage(pid).unwrap_or_default())
+    let after = [
+        proc_usage(pid).unwrap_or_default(),
+        proc_usage(own).unwrap_or_default(),
+    ];
+    [(before[0], after[0]), (before[1], after[1])]
+}
+
+/// The last part of a log, to show with an error.
+fn tail(log: &str) -> &str {
+    let mut at = log.len().saturating_sub(4000);
+    while !log.is_char_boundary(at) {
+        at += 1;
+    }
+    &log[at..]
+}
+
+/// Starts the target of `cfg`.
+pub fn start_target(cfg: &RunConfig) -> Result<Box<dyn Target>, String> {
+    Ok(match cfg.target {
+        TargetKind::Conclave => Box::new(conclave::ConclaveTarget::start(&cfg.binary, cfg.target_cpu)?),
+        TargetKind::Ceiling => Box::new(ceiling::CeilingTarget::start(&cfg.binary, cfg.target_cpu)?),
+    })
 }
 
 /// Runs one scenario against one target and reports.
 pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
+    let target = start_target(cfg)?;
     let n = cfg.participants.max(2);
-    let publishers = if cfg.scenario == Scenario::Meeting { n } else { 1 };
+    let meeting = cfg.scenario == Scenario::Meeting;
+    let publishers = match (cfg.scenario, cfg.publishers) {
+        (Scenario::Meeting, p) => p.unwrap_or(n).clamp(1, n),
+        // A fan-out needs someone to fan out to.
+        (_, p) => p.unwrap_or(1).clamp(1, n - 1),
+    };
+    let video = cfg.scenario != Scenario::AudioFanout;
+    let layers = if video { SIMULCAST.to_vec() } else { Vec::new() };
+    let (first, rest) = if meeting {
+        (VideoQuality::High, VideoQuality::Low)
+    } else {
+        (cfg.layer, cfg.layer)
+    };
     let base = Instant::now();
-    let start = base + Duration::from_millis(200);
-    let measure_from = start + Duration::from_secs_f64(cfg.warmup);
-    let until = measure_from + Duration::from_secs_f64(cfg.seconds);
-    let mut pinned = false;
-    if let Some((_, own)) = cfg.cpus {
-        pinned = pin(std::process::id(), own);
-    }
-    let layers = layers_for(cfg.scenario, cfg.target, cfg.layer);
-    // The server's cost is read while it still runs.
-    let (receivers, before, after) = match cfg.target {
-        Target::Conclave => {
-            let server = ServerProcess::start(&cfg.binary, &[]).map_err(|e| e.to_string())?;
-            if let Some((cpu, _)) = cfg.cpus {
-                pinned &= pin(server.pid(), cpu);
-            }
-            let cost = tokio::spawn(cost_between(server.pid(), measure_from, until));
-            let receivers =
-                run_conclave(cfg, &server, n, publishers, &layers, base, measure_from, until).await?;
-            let (before, after) = cost.await.map_err(|e| e.to_string())?;
-            (receivers, before, after)
-        }
-        Target::Ceiling => {
-            let port = std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .map_err(|e| e.to_string())?
-                .port();
-            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-            let child = Command::new(&cfg.binary)
-                .args(["forward", "--listen", &addr.to_string()])
-                .stdin(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start the forwarder {}: {e}", cfg.binary.display()))?;
-            let fwd = Forwarder(child);
-            if let Some((cpu, _)) = cfg.cpus {
-                pinned &= pin(fwd.0.id(), cpu);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let cost = tokio::spawn(cost_between(fwd.0.id(), measure_from, until));
-            let receivers = run_ceiling(addr, n, publishers, &layers, base, measure_from, until).await?;
-            let (before, after) = cost.await.map_err(|e| e.to_string())?;
-            (receivers, before, after)
+    let window_from = |start: Instant| {
+        let measure_from = start + Duration::from_secs_f64(cfg.warmup);
+        Window {
+            base,
+            measure_from,
+            until: measure_from + Duration::from_secs_f64(cfg.seconds),
         }
     };
+    let wants = |window| Wants {
+        publishers,
+        first,
+        rest,
+        video,
+        window,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut window = window_from(Instant::now());
+    let mut tasks = Vec::new();
+    let mut ready = Vec::new();
+    for index in 0..publishers {
+        let (tx, rx) = oneshot::channel();
+        ready.push(rx);
+        tasks.push(tokio::spawn(target.join(Plan {
+            index,
+            source: Some(Source::new(true, layers.clone(), base, Instant::now())),
+            receive: meeting.then(|| wants(window)),
+            publishing: Some(tx),
+            stop: stop.clone(),
+        })));
+    }
+    if !meeting {
+        // Receivers join a room where media already flows.
+        for rx in ready {
+            if tokio::time::timeout(Duration::from_secs(20), rx).await.is_err() {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!(
+                    "a publisher did not start within 20 s\n{}",
+                    tail(&target.log())
+                ));
+            }
+        }
+        window = window_from(Instant::now());
+    }
+    for index in publishers..n {
+        tasks.push(tokio::spawn(target.join(Plan {
+            index,
+            source: None,
+            receive: Some(wants(window)),
+            publishing: None,
+            stop: stop.clone(),
+        })));
+    }
+    let cost = tokio::spawn(cost_between(target.pid(), window.measure_from, window.until));
+    // Receivers end with the window; publishers that only publish are told
+    // to stop then.
+    let (senders, receivers) = tasks.split_at_mut(if meeting { 0 } else { publishers });
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failure = None;
+    for t in receivers.iter_mut() {
+        match t.await {
+            Ok(Ok(o)) => outcomes.push(o),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(e) => failure = failure.or(Some(e.to_string())),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in senders.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), t).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => failure = failure.or(Some(e)),
+            Ok(Err(e)) => failure = failure.or(Some(e.to_string())),
+            Err(_) => failure = failure.or(Some("a publisher did not leave within 10 s".into())),
+        }
+    }
+    let [(before, after), (own_before, own_after)] = cost.await.map_err(|e| e.to_string())?;
+    if let Some(e) = failure {
+        return Err(format!("{e}\n{}", tail(&target.log())));
+    }
+    drop(target);
+    Ok(report(
+        cfg,
+        n,
+        publishers,
+        &outcomes,
+        after.cpu_seconds - before.cpu_seconds,
+        after.rss_kib,
+        own_after.cpu_seconds - own_before.cpu_seconds,
+    ))
+}
+
+fn report(
+    cfg: &RunConfig,
+    n: usize,
+    publishers: usize,
+    outcomes: &[Outcome],
+    cpu: f64,
+    rss_kib: u64,
+    own_cpu: f64,
+) -> Report {
     let mut delays: Vec<u64> = Vec::new();
     let mut joins: Vec<u64> = Vec::new();
     let (mut packets, mut expected, mut bytes) = (0u64, 0u64, 0u64);
-    for (r, joined_at) in &receivers {
+    for o in outcomes {
+        let Some(r) = &o.received else { continue };
         let (e, got) = r.expected_received();
         expected += e;
         packets += got;
         bytes += r.bytes;
         delays.extend_from_slice(&r.delays_us);
         if let Some(first) = r.first_packet {
-            joins.push(first.duration_since(*joined_at).as_millis() as u64);
+            joins.push(first.saturating_duration_since(o.joined_at).as_millis() as u64);
         }
     }
-    if receivers.iter().any(|(r, _)| r.first_packet.is_none()) {
-        return Err(format!(
-            "{} of {} subscribers received nothing",
-            receivers.iter().filter(|(r, _)| r.first_packet.is_none()).count(),
-            receivers.len()
-        ));
-    }
-    let cpu = after.cpu_seconds - before.cpu_seconds;
-    Ok(Report {
+    let silent = outcomes
+        .iter()
+        .filter(|o| o.received.as_ref().is_some_and(|r| r.first_packet.is_none()))
+        .count();
+    // A receiver that got nothing lost everything it should have had: the
+    // run is not valid.
+    let loss_percent = if expected == 0 {
+        100.0
+    } else {
+        100.0 * expected.saturating_sub(packets) as f64 / expected as f64
+    };
+    Report {
         target: cfg.target,
         scenario: cfg.scenario,
+        layer: (cfg.scenario == Scenario::VideoFanout).then(|| layer_name(cfg.layer)),
         participants: n,
         publishers,
         seconds: cfg.seconds,
         packets,
         expected,
-        loss_percent: if expected == 0 {
-            0.0
-        } else {
-            100.0 * expected.saturating_sub(packets) as f64 / expected as f64
-        },
+        loss_percent,
         latency_p50_us: percentile(&mut delays, 50.0),
         latency_p99_us: percentile(&mut delays, 99.0),
         join_p50_ms: percentile(&mut joins, 50.0),
         join_p95_ms: percentile(&mut joins, 95.0),
         received_mbit_s: bytes as f64 * 8.0 / cfg.seconds / 1e6,
         server_cpu_seconds: cpu,
-        server_rss_kib: after.rss_kib,
+        server_rss_kib: rss_kib,
         packets_per_cpu_second: if cpu > 0.0 { packets as f64 / cpu } else { 0.0 },
-        pinned,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_conclave(
-    cfg: &RunConfig,
-    server: &ServerProcess,
-    n: usize,
-    publishers: usize,
-    layers: &[LayerPlan],
-    base: Instant,
-    measure_from: Instant,
-    until: Instant,
-) -> Result<Vec<(Receiver, Instant)>, String> {
-    let room = format!("bench-{}", std::process::id());
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (first, rest) = match cfg.scenario {
-        Scenario::Meeting => (VideoQuality::High, VideoQuality::Low),
-        _ => (cfg.layer, cfg.layer),
-    };
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let token = server.token(&room, &format!("p{i}")).map_err(|e| e.to_string())?;
-        let url = server.url.clone();
-        let publishes = i < publishers;
-        let receives = cfg.scenario == Scenario::Meeting || i >= publishers;
-        let layers = layers.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let joined_at = Instant::now();
-            if publishes && !receives {
-                let mut tracks = vec![TrackSpec::audio("audio")];
-                if !layers.is_empty() {
-                    tracks.push(TrackSpec::simulcast_camera("video"));
-                }
-                let count = tracks.len();
-                let source = Source::new(true, layers, base, Instant::now());
-                let mut app = conclave::Publisher::new(source, count, until);
-                conclave_client::driver::run(&url, &token, loopback, tracks, &mut app)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(None)
-            } else if publishes {
-                // A meeting participant publishes and receives: two clients
-                // would be two participants, so this one does both.
-                let mut app = MeetingMember::new(
-                    Source::new(true, layers, base, Instant::now()),
-                    conclave::Subscriber::new(base, measure_from, until, first, rest),
-                );
-                let tracks = vec![TrackSpec::audio("audio"), TrackSpec::simulcast_camera("video")];
-                conclave_client::driver::run(&url, &token, loopback, tracks, &mut app)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Some((app.sub.recv, joined_at)))
-            } else {
-                let mut app = conclave::Subscriber::new(base, measure_from, until, first, rest);
-                conclave_client::driver::run(&url, &token, loopback, Vec::new(), &mut app)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Some((app.recv, joined_at)))
-            }
-        }));
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        let r: Result<Option<(Receiver, Instant)>, String> = t.await.map_err(|e| e.to_string())?;
-        if let Some(x) = r.map_err(|e| format!("{e}\n{}", server.log()))? {
-            out.push(x);
-        }
-    }
-    Ok(out)
-}
-
-/// A meeting participant: publishes like [`conclave::Publisher`] and
-/// measures like [`conclave::Subscriber`].
-struct MeetingMember {
-    publ: conclave::Publisher,
-    sub: conclave::Subscriber,
-}
-
-impl MeetingMember {
-    fn new(source: Source, sub: conclave::Subscriber) -> Self {
-        Self {
-            publ: conclave::Publisher::new(source, 2, Instant::now() + Duration::from_secs(3600)),
-            sub,
-        }
+        loadgen_cpu_seconds: own_cpu,
+        silent_receivers: silent,
+        valid: silent == 0 && loss_percent <= MAX_LOSS_PERCENT,
+        pinned: cfg.target_cpu.is_some() && cfg.loadgen_pinned,
     }
 }
 
-impl conclave_client::driver::App for MeetingMember {
-    fn on_event(
-        &mut self,
-        now: Instant,
-        event: &conclave_client::ClientEvent,
-        client: &mut conclave_client::Client,
-    ) {
-        self.publ.on_event(now, event, client);
-        self.sub.on_event(now, event, client);
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        match (self.publ.next_wake(), self.sub.next_wake()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn on_wake(&mut self, now: Instant, client: &mut conclave_client::Client) {
-        if self.publ.next_wake().is_some_and(|w| w <= now) {
-            self.publ.on_wake(now, client);
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.sub.done()
+/// A scenario's label in tables: the layer for video fan-out.
+pub fn label(r: &Report) -> String {
+    match r.layer {
+        Some(l) => format!("{}/{l}", r.scenario.name()),
+        None => r.scenario.name().to_owned(),
     }
 }
 
-async fn run_ceiling(
-    addr: SocketAddr,
-    n: usize,
-    publishers: usize,
-    layers: &[LayerPlan],
-    base: Instant,
-    measure_from: Instant,
-    until: Instant,
-) -> Result<Vec<(Receiver, Instant)>, String> {
-    let mut subs = Vec::new();
-    let mut pubs = Vec::new();
-    for i in 0..n {
-        if i >= publishers || publishers == n {
-            subs.push(tokio::spawn(ceiling::subscribe(addr, base, measure_from, until)));
-        }
-    }
-    // Subscribers join first, as they would be in the room already.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for i in 0..publishers {
-        let source = Source::new(true, layers.to_vec(), base, Instant::now());
-        pubs.push(tokio::spawn(ceiling::publish(
-            addr,
-            source,
-            (i as u32 + 1) << 8,
-            until,
-        )));
-    }
-    let mut out = Vec::new();
-    for s in subs {
-        out.push(s.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?);
-    }
-    for p in pubs {
-        p.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
-/// The reports as a table.
+/// The reports as a table. Loss above 0.1% is marked with `!`.
 pub fn table(reports: &[Report]) -> String {
     let mut s = format!(
-        "{:<9} {:<13} {:>5} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>12}\n",
+        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>12}\n",
         "target",
         "scenario",
         "n",
+        "pub",
         "packets",
         "loss%",
         "p50 us",
@@ -387,22 +387,19 @@ pub fn table(reports: &[Report]) -> String {
         "Mbit/s",
         "cpu s",
         "rss MiB",
+        "lg cpu",
         "pkts/cpu-s"
     );
     for r in reports {
+        let loss = format!("{:.3}{}", r.loss_percent, if r.valid { "" } else { "!" });
         s.push_str(&format!(
-            "{:<9} {:<13} {:>5} {:>9} {:>7.3} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>9.1} {:>12.0}\n",
-            serde_json::to_value(r.target)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            serde_json::to_value(r.scenario)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>7.2} {:>12.0}\n",
+            r.target.name(),
+            label(r),
             r.participants,
+            r.publishers,
             r.packets,
-            r.loss_percent,
+            loss,
             r.latency_p50_us,
             r.latency_p99_us,
             r.join_p50_ms,
@@ -410,8 +407,61 @@ pub fn table(reports: &[Report]) -> String {
             r.received_mbit_s,
             r.server_cpu_seconds,
             r.server_rss_kib as f64 / 1024.0,
+            r.loadgen_cpu_seconds,
             r.packets_per_cpu_second,
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Receiver;
+
+    fn cfg() -> RunConfig {
+        RunConfig {
+            target: TargetKind::Ceiling,
+            scenario: Scenario::VideoFanout,
+            participants: 3,
+            publishers: None,
+            seconds: 2.0,
+            warmup: 1.0,
+            layer: VideoQuality::Medium,
+            binary: PathBuf::new(),
+            target_cpu: None,
+            loadgen_pinned: false,
+        }
+    }
+
+    #[test]
+    fn reports_count_loss_and_flag_silent_receivers() {
+        let now = Instant::now();
+        let mut r = Receiver::default();
+        for seq in 1..=1000 {
+            if seq != 500 {
+                r.on_packet("a", seq, 100, Some(Duration::from_micros(seq)), now);
+            }
+        }
+        let got = Outcome {
+            joined_at: now,
+            received: Some(r),
+        };
+        let rep = report(&cfg(), 3, 1, std::slice::from_ref(&got), 0.5, 1024, 0.2);
+        assert_eq!((rep.packets, rep.expected), (999, 1000));
+        assert!((rep.loss_percent - 0.1).abs() < 1e-9);
+        assert!(rep.valid);
+        assert_eq!(rep.packets_per_cpu_second, 1998.0);
+        assert_eq!(rep.layer, Some("medium"));
+        let silent = Outcome {
+            joined_at: now,
+            received: Some(Receiver::default()),
+        };
+        let rep = report(&cfg(), 3, 1, &[got, silent], 0.5, 1024, 0.2);
+        assert!(!rep.valid, "a receiver that got nothing makes the run invalid");
+        assert_eq!(rep.silent_receivers, 1);
+        let table = table(&[rep]);
+        assert!(table.contains("video-fanout/medium"), "{table}");
+        assert!(table.contains('!'), "{table}");
+    }
 }

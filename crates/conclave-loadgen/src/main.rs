@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use conclave_loadgen::{Report, RunConfig, Scenario, Target, ceiling, run, table};
+use conclave_loadgen::{Report, RunConfig, Scenario, TargetKind, ceiling, label, pin_self, run, table};
 use livekit_protocol::VideoQuality;
 
 #[derive(Parser)]
@@ -18,11 +18,21 @@ struct Cli {
     command: Cmd,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Layer {
     Low,
     Medium,
     High,
+}
+
+impl Layer {
+    fn quality(self) -> VideoQuality {
+        match self {
+            Layer::Low => VideoQuality::Low,
+            Layer::Medium => VideoQuality::Medium,
+            Layer::High => VideoQuality::High,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -30,16 +40,19 @@ enum Cmd {
     /// One scenario against one target.
     Run {
         #[arg(long, value_enum, default_value = "conclave")]
-        target: Target,
+        target: TargetKind,
         #[arg(long, value_enum, default_value = "video-fanout")]
         scenario: Scenario,
         #[arg(long, default_value_t = 10)]
         participants: usize,
+        /// The layer receivers ask for in video fan-out.
+        #[arg(long, value_enum, default_value = "low")]
+        layer: Layer,
         #[command(flatten)]
         common: Common,
     },
     /// Scenarios at several sizes, Conclave and the ceiling alternating
-    /// (A B A B), with the ratios.
+    /// (A B A B), with the ratios of their figures of merit.
     Bench {
         /// Participant counts to run each scenario at.
         #[arg(long, value_delimiter = ',', default_value = "10,20,50")]
@@ -51,6 +64,9 @@ enum Cmd {
             default_value = "audio-fanout,video-fanout,meeting"
         )]
         scenarios: Vec<Scenario>,
+        /// The layers video fan-out is run at, each in turn.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "low")]
+        layers: Vec<Layer>,
         /// Rounds of A B per scenario and size.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
@@ -71,14 +87,15 @@ struct Common {
     seconds: f64,
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
-    /// The layer subscribers ask for in video fan-out.
-    #[arg(long, value_enum, default_value = "low")]
-    layer: Layer,
+    /// How many participants publish (default: 1 in fan-outs, all in a
+    /// meeting).
+    #[arg(long)]
+    publishers: Option<usize>,
     /// The conclave server binary (default: CONCLAVE_BIN or the workspace's
     /// release build).
     #[arg(long)]
     server: Option<PathBuf>,
-    /// Pin the server to CPU 1 and this program to CPU 0.
+    /// Pin the target to CPU 1 and this program to CPU 0.
     #[arg(long)]
     pin: bool,
     /// Also write the reports as JSON to this file.
@@ -86,27 +103,31 @@ struct Common {
     json: Option<PathBuf>,
 }
 
-fn config(target: Target, scenario: Scenario, participants: usize, c: &Common) -> Result<RunConfig, String> {
+fn config(
+    target: TargetKind,
+    scenario: Scenario,
+    participants: usize,
+    layer: Layer,
+    c: &Common,
+) -> Result<RunConfig, String> {
     let binary = match target {
-        Target::Conclave => match &c.server {
+        TargetKind::Conclave => match &c.server {
             Some(p) => p.clone(),
             None => conclave_client::server_process::server_binary("release").map_err(|e| e.to_string())?,
         },
-        Target::Ceiling => std::env::current_exe().map_err(|e| e.to_string())?,
+        TargetKind::Ceiling => std::env::current_exe().map_err(|e| e.to_string())?,
     };
     Ok(RunConfig {
         target,
         scenario,
         participants,
+        publishers: c.publishers,
         seconds: c.seconds,
         warmup: c.warmup,
-        layer: match c.layer {
-            Layer::Low => VideoQuality::Low,
-            Layer::Medium => VideoQuality::Medium,
-            Layer::High => VideoQuality::High,
-        },
+        layer: layer.quality(),
         binary,
-        cpus: c.pin.then_some((1, 0)),
+        target_cpu: c.pin.then_some(1),
+        loadgen_pinned: c.pin,
     })
 }
 
@@ -116,7 +137,12 @@ fn write_json(
     ratios: &[serde_json::Value],
 ) -> Result<(), String> {
     if let Some(path) = path {
-        let doc = serde_json::json!({ "reports": reports, "ratios": ratios });
+        let doc = serde_json::json!({
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "args": std::env::args().skip(1).collect::<Vec<_>>(),
+            "reports": reports,
+            "ratios": ratios,
+        });
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
@@ -128,78 +154,121 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+async fn bench(
+    sizes: &[usize],
+    scenarios: &[Scenario],
+    layers: &[Layer],
+    rounds: usize,
+    common: &Common,
+) -> Result<(), String> {
+    let mut reports = Vec::new();
+    let mut ratios = Vec::new();
+    for &scenario in scenarios {
+        let layers = if scenario == Scenario::VideoFanout {
+            layers
+        } else {
+            &[Layer::Low][..]
+        };
+        for &layer in layers {
+            for &n in sizes {
+                let mut ours = Vec::new();
+                let mut ceiling = Vec::new();
+                let mut valid = true;
+                let mut name = String::new();
+                for _ in 0..rounds.max(1) {
+                    for target in [TargetKind::Conclave, TargetKind::Ceiling] {
+                        let r = run(&config(target, scenario, n, layer, common)?).await?;
+                        eprint!("{}", table(std::slice::from_ref(&r)));
+                        valid &= r.valid;
+                        name = label(&r);
+                        match target {
+                            TargetKind::Conclave => ours.push(r.packets_per_cpu_second),
+                            TargetKind::Ceiling => ceiling.push(r.packets_per_cpu_second),
+                        }
+                        reports.push(r);
+                    }
+                }
+                let (a, b) = (median(ours), median(ceiling));
+                ratios.push(serde_json::json!({
+                    "scenario": name,
+                    "participants": n,
+                    "conclave_packets_per_cpu_second": a,
+                    "ceiling_packets_per_cpu_second": b,
+                    "conclave_over_ceiling": if b > 0.0 { a / b } else { 0.0 },
+                    "valid": valid,
+                }));
+            }
+        }
+    }
+    println!("{}", table(&reports));
+    println!("Conclave / ceiling, forwarded packets per target CPU-second (medians):");
+    for r in &ratios {
+        println!(
+            "  {:<19} n={:<5} {:>10.0} / {:>10.0} = {:.3}{}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["participants"],
+            r["conclave_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
+            r["ceiling_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
+            r["conclave_over_ceiling"].as_f64().unwrap_or(0.0),
+            if r["valid"].as_bool().unwrap_or(false) {
+                ""
+            } else {
+                "  (not valid: loss above 0.1% or a silent receiver)"
+            },
+        );
+    }
+    write_json(&common.json, &reports, &ratios)
+}
+
 async fn main_async(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Cmd::Forward { listen } => {
-            tokio::task::spawn_blocking(move || ceiling::forward(listen))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        }
+        Cmd::Forward { listen } => tokio::task::spawn_blocking(move || ceiling::forward(listen))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string()),
         Cmd::Run {
             target,
             scenario,
             participants,
+            layer,
             common,
         } => {
-            let report = run(&config(target, scenario, participants, &common)?).await?;
+            let report = run(&config(target, scenario, participants, layer, &common)?).await?;
             print!("{}", table(std::slice::from_ref(&report)));
             write_json(&common.json, std::slice::from_ref(&report), &[])
         }
         Cmd::Bench {
             sizes,
             scenarios,
+            layers,
             rounds,
             common,
-        } => {
-            let mut reports = Vec::new();
-            let mut ratios = Vec::new();
-            for &scenario in &scenarios {
-                for &n in &sizes {
-                    let mut ours = Vec::new();
-                    let mut ceiling = Vec::new();
-                    for _ in 0..rounds.max(1) {
-                        for target in [Target::Conclave, Target::Ceiling] {
-                            let r = run(&config(target, scenario, n, &common)?).await?;
-                            eprint!("{}", table(std::slice::from_ref(&r)));
-                            match target {
-                                Target::Conclave => ours.push(r.packets_per_cpu_second),
-                                Target::Ceiling => ceiling.push(r.packets_per_cpu_second),
-                            }
-                            reports.push(r);
-                        }
-                    }
-                    let (a, b) = (median(ours), median(ceiling));
-                    ratios.push(serde_json::json!({
-                        "scenario": scenario,
-                        "participants": n,
-                        "conclave_packets_per_cpu_second": a,
-                        "ceiling_packets_per_cpu_second": b,
-                        "conclave_over_ceiling": if b > 0.0 { a / b } else { 0.0 },
-                    }));
-                }
-            }
-            println!("{}", table(&reports));
-            println!("Conclave / ceiling, forwarded packets per server CPU-second (medians):");
-            for r in &ratios {
-                println!(
-                    "  {:<13} n={:<5} {:>10.0} / {:>10.0} = {:.3}",
-                    r["scenario"].as_str().unwrap_or(""),
-                    r["participants"],
-                    r["conclave_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
-                    r["ceiling_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
-                    r["conclave_over_ceiling"].as_f64().unwrap_or(0.0),
-                );
-            }
-            write_json(&common.json, &reports, &ratios)
-        }
+        } => bench(&sizes, &scenarios, &layers, rounds, &common).await,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let pin = match &cli.command {
+        Cmd::Run { common, .. } | Cmd::Bench { common, .. } => common.pin,
+        Cmd::Forward { .. } => false,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if pin {
+        // Before the runtime's threads exist, so that they inherit the CPU.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pinned = if cpus < 2 {
+            Err(format!("--pin needs two CPUs, this machine has {cpus}"))
+        } else {
+            pin_self(0)
+        };
+        if let Err(e) = pinned {
+            eprintln!("conclave-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+        builder.worker_threads(1);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conclave-loadgen: {e}");

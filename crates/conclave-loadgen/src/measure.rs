@@ -35,7 +35,12 @@ impl Receiver {
         if let Some(d) = delay {
             self.delays_us.push(d.as_micros() as u64);
         }
-        let s = self.streams.entry(stream.to_owned()).or_default();
+        if !self.streams.contains_key(stream) {
+            self.streams.insert(stream.to_owned(), Stream::default());
+        }
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
         s.first_seq = Some(s.first_seq.map_or(seq, |f| f.min(seq)));
         s.last_seq = s.last_seq.max(seq);
         s.seen.insert(seq);

@@ -43,6 +43,8 @@ pub struct Outgoing {
     /// `audio` or `video`.
     pub cid: &'static str,
     pub rid: Option<&'static str>,
+    /// The index of its layer in the source's plan (video only).
+    pub layer: Option<usize>,
     pub timestamp: u32,
     pub marker: bool,
     pub audio_level: Option<i8>,
@@ -83,6 +85,23 @@ impl Source {
         }
     }
 
+    /// Whether it sends video.
+    pub fn has_video(&self) -> bool {
+        !self.layers.is_empty()
+    }
+
+    /// Starts the schedule again at `now` (when publishing begins), with a
+    /// keyframe first.
+    pub fn start_at(&mut self, now: Instant) {
+        self.start = now;
+        self.next_audio = now;
+        self.next_frame = now;
+        self.next_key = now + KEYFRAME_EVERY;
+        self.audio_n = 0;
+        self.frame_n = 0;
+        self.key_due = true;
+    }
+
     /// When packets are next due.
     pub fn next_wake(&self) -> Instant {
         match (self.audio, self.layers.is_empty()) {
@@ -106,6 +125,7 @@ impl Source {
             out.push(Outgoing {
                 cid: "audio",
                 rid: None,
+                layer: None,
                 timestamp: (self.audio_n * 960) as u32,
                 marker: false,
                 audio_level: Some(-25),
@@ -120,7 +140,7 @@ impl Source {
                 self.next_key = now + KEYFRAME_EVERY;
             }
             let timestamp = (self.frame_n * 3_000) as u32;
-            for layer in &self.layers {
+            for (index, layer) in self.layers.iter().enumerate() {
                 self.counter += 1;
                 let bytes = (layer.bitrate / 8 / 30) as usize;
                 let packets = vp8_frame(key, bytes, MTU, self.frame_n as u16, micros, self.counter);
@@ -129,6 +149,7 @@ impl Source {
                     out.push(Outgoing {
                         cid: "video",
                         rid: (self.layers.len() > 1).then_some(layer.rid),
+                        layer: Some(index),
                         timestamp,
                         marker: i == last,
                         audio_level: None,

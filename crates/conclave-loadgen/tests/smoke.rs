@@ -50,6 +50,10 @@ fn every_scenario_runs_against_both_targets() {
             assert_eq!(r["scenario"], scenario);
             let packets = r["packets"].as_u64().expect("packets");
             assert!(packets > 0, "{target} {scenario}: no packets arrived: {r}");
+            assert_eq!(
+                r["silent_receivers"], 0,
+                "{target} {scenario}: a receiver got nothing: {r}"
+            );
             for key in [
                 "expected",
                 "loss_percent",
@@ -59,6 +63,7 @@ fn every_scenario_runs_against_both_targets() {
                 "server_cpu_seconds",
                 "server_rss_kib",
                 "packets_per_cpu_second",
+                "loadgen_cpu_seconds",
             ] {
                 assert!(r[key].is_number(), "{target} {scenario}: {key} missing in {r}");
             }
@@ -67,18 +72,36 @@ fn every_scenario_runs_against_both_targets() {
     }
 }
 
+/// The bench command as `cargo xtask bench` runs it (pinned), with some
+/// publishers of a meeting and a fan-out at the high layer.
 #[test]
 fn bench_prints_ratios() {
     let doc = run(&[
         "bench",
         "--sizes",
-        "2",
+        "3",
         "--scenarios",
-        "audio-fanout",
+        "meeting,video-fanout",
+        "--layers",
+        "high",
+        "--publishers",
+        "2",
         "--rounds",
         "1",
+        "--pin",
     ]);
-    assert_eq!(doc["reports"].as_array().map(Vec::len), Some(2));
-    let ratio = &doc["ratios"][0];
-    assert!(ratio["conclave_over_ceiling"].is_number(), "{ratio}");
+    let reports = doc["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 4, "{doc}");
+    for r in reports {
+        assert_eq!(r["publishers"], 2, "{r}");
+        assert!(r["packets"].as_u64().is_some_and(|p| p > 0), "{r}");
+        assert_eq!(r["silent_receivers"], 0, "{r}");
+        assert_eq!(r["pinned"], true, "{r}");
+    }
+    assert_eq!(reports[2]["layer"], "high");
+    let ratios = doc["ratios"].as_array().expect("ratios");
+    assert_eq!(ratios.len(), 2, "{doc}");
+    for ratio in ratios {
+        assert!(ratio["conclave_over_ceiling"].is_number(), "{ratio}");
+    }
 }
