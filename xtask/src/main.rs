@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
+
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -20,7 +22,7 @@ fn main() -> ExitCode {
         "build-web" => build_web(),
         "setup" => setup(),
         "fuzz" => fuzz(&rest),
-        "bench" => bench(&rest),
+        "bench" => bench::bench(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -134,6 +136,8 @@ fn setup() -> Result<()> {
         ("npm", "npm"),
         // Network namespaces and traffic shaping for the constrained-network browser tests.
         ("/usr/sbin/tc", "iproute2"),
+        // The load generator's benchmark test pins processes to CPUs.
+        ("taskset", "util-linux"),
         // The storage tests run against PostgreSQL as well as SQLite.
         ("/usr/lib/postgresql", "postgresql"),
         // webauthn-rs builds on OpenSSL.
@@ -197,33 +201,6 @@ fn serve(args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "conclave-server"]))?;
     run(Command::new(root().join("target/release/conclave"))
         .arg("serve")
-        .args(args)
-        .current_dir(root()))
-}
-
-/// `cargo xtask bench [ARGS]`: release builds of the server and the load
-/// generator, then `conclave-loadgen bench --pin` with the JSON report in
-/// `target/bench/results.json`.
-fn bench(args: &[String]) -> Result<()> {
-    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
-    build_web()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "conclave-server",
-        "-p",
-        "conclave-loadgen",
-    ]))?;
-    let out = root().join("target/bench");
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    run(Command::new(root().join("target/release/conclave-loadgen"))
-        .arg("bench")
-        .arg("--pin")
-        .arg("--server")
-        .arg(root().join("target/release/conclave"))
-        .arg("--json")
-        .arg(out.join("results.json"))
         .args(args)
         .current_dir(root()))
 }
