@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -129,12 +130,17 @@ impl Mailer {
         let from = match self {
             Mailer::Smtp { from, .. } | Mailer::Folder { from, .. } => from.clone(),
         };
+        // Plain ASCII goes as 7bit so that links stay readable in the raw
+        // message; anything else gets lettre's choice of encoding.
+        let body = Body::new_with_encoding(mail.body.clone(), ContentTransferEncoding::SevenBit)
+            .unwrap_or_else(Body::new);
         let message = Message::builder()
             .from(from)
             .to(to)
             .subject(mail.subject.clone())
+            .message_id(None)
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())
+            .body(body)
             .map_err(|e| AccountsError::Mail(format!("building the message: {e}")))?;
         match self {
             Mailer::Smtp { transport, .. } => {
@@ -198,6 +204,7 @@ mod tests {
         let text = std::fs::read_to_string(files[0].path()).expect("read");
         assert!(text.contains("To: ada@example.org"));
         assert!(text.contains("Subject: Hello"));
+        assert!(text.contains("https://example.org/account/confirm#token=abc"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

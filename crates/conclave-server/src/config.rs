@@ -16,6 +16,11 @@ pub struct Config {
     pub auth: AuthSection,
     pub rooms: RoomsSection,
     pub log: LogSection,
+    pub database: DatabaseSection,
+    pub smtp: SmtpSection,
+    pub accounts: AccountsSection,
+    /// OpenID Connect providers (`[[oidc]]` tables; file only).
+    pub oidc: Vec<OidcSection>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +139,105 @@ impl Default for LogSection {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`. Empty: SQLite
+    /// in `DATA_DIR/conclave.db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Mail server. Empty: mails are written to `DATA_DIR/mail/`.
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (required STARTTLS), `tls` (implicit TLS) or `none`
+    /// (loopback relays only).
+    pub security: String,
+    pub username: String,
+    pub password: String,
+    /// Sender address, e.g. `Conclave <noreply@example.org>`.
+    pub from: String,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            security: "starttls".into(),
+            username: String::new(),
+            password: String::new(),
+            from: "Conclave <noreply@localhost>".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsSection {
+    /// Accounts and sign-in (`/api/account`, the account pages).
+    pub enabled: bool,
+    /// The address users reach the server at (links in mails, passkeys,
+    /// OpenID redirects). Empty: `http://localhost:PORT` on loopback, else
+    /// `https://ADDRESS:PORT`.
+    pub public_url: String,
+    /// Whether anyone may register; otherwise administrators invite.
+    pub self_registration: bool,
+    /// Require a second factor of every user (administrators always need one).
+    pub require_second_factor: bool,
+    pub min_password_length: u32,
+    /// A file of refused passwords, one a line, besides the built-in list.
+    pub refused_passwords_file: String,
+    pub session_idle_minutes: u32,
+    pub session_absolute_hours: u32,
+    /// Argon2id memory in KiB (at least 19456), passes (at least 2), lanes.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AccountsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_url: String::new(),
+            self_registration: true,
+            require_second_factor: false,
+            min_password_length: 12,
+            refused_passwords_file: String::new(),
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+/// One OpenID Connect provider.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSection {
+    /// Short name in URLs: `a-z`, `0-9`, `-`.
+    pub id: String,
+    /// Shown on the sign-in button.
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes besides `openid`. Empty: `email` and `profile`.
+    pub scopes: Vec<String>,
+    /// Claim with the user's groups or roles; empty: no role mapping.
+    pub role_claim: String,
+    /// Values of `role_claim` that make an administrator.
+    pub admin_values: Vec<String>,
+    /// Claims kept as the user's attributes.
+    pub attribute_claims: Vec<String>,
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -143,7 +247,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-const SECTIONS: [&str; 6] = ["server", "http", "media", "auth", "rooms", "log"];
+const SECTIONS: [&str; 9] = [
+    "server", "http", "media", "auth", "rooms", "log", "database", "smtp", "accounts",
+];
 
 impl Config {
     /// Loads the configuration from an optional file and the environment.
@@ -202,6 +308,38 @@ impl Config {
                 "auth.api_key and auth.api_secret go together".into(),
             ));
         }
+        if !["starttls", "tls", "none"].contains(&self.smtp.security.as_str()) {
+            return Err(ConfigError::Invalid(
+                "smtp.security must be starttls, tls or none".into(),
+            ));
+        }
+        if self.accounts.min_password_length < 8 {
+            return Err(ConfigError::Invalid(
+                "accounts.min_password_length must be at least 8".into(),
+            ));
+        }
+        if self.accounts.session_idle_minutes == 0 || self.accounts.session_absolute_hours == 0 {
+            return Err(ConfigError::Invalid("session timeouts must be positive".into()));
+        }
+        if self.accounts.argon2_memory_kib < 19 * 1024 || self.accounts.argon2_iterations < 2 {
+            return Err(ConfigError::Invalid(
+                "accounts.argon2_memory_kib must be at least 19456 and argon2_iterations at least 2".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.oidc {
+            if p.id.is_empty() || p.issuer.is_empty() || p.client_id.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "every [[oidc]] needs id, issuer and client_id".into(),
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[oidc]] id {:?} appears twice",
+                    p.id
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -220,6 +358,25 @@ impl Config {
             }
         });
         SocketAddr::new(ip, self.media.udp_port)
+    }
+
+    /// The public address of the server for links, passkeys and OpenID.
+    pub fn public_url(&self) -> String {
+        if !self.accounts.public_url.is_empty() {
+            return self.accounts.public_url.clone();
+        }
+        let port = self.http.listen.port();
+        if self.http_is_loopback() {
+            format!("http://localhost:{port}/")
+        } else if self.http.listen.ip().is_unspecified() {
+            format!("https://localhost:{port}/")
+        } else {
+            let ip = self.http.listen.ip();
+            match ip {
+                IpAddr::V6(v6) => format!("https://[{v6}]:{port}/"),
+                IpAddr::V4(v4) => format!("https://{v4}:{port}/"),
+            }
+        }
     }
 
     /// Whether `/api/join` is open.
@@ -308,6 +465,46 @@ mod tests {
         assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/conclave"));
         assert_eq!(c.auth.api_key, "APIkey");
         assert!(c.open_join());
+    }
+
+    #[test]
+    fn account_settings() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert!(c.accounts.enabled);
+        assert_eq!(c.public_url(), "http://localhost:7880/");
+        let c = Config::load(
+            None,
+            env(&[
+                ("CONCLAVE_SMTP_HOST", "mail.example.org"),
+                ("CONCLAVE_SMTP_SECURITY", "tls"),
+                ("CONCLAVE_ACCOUNTS_SELF_REGISTRATION", "false"),
+                ("CONCLAVE_DATABASE_URL", "postgres://conclave@db/conclave"),
+            ]),
+        )
+        .expect("env");
+        assert_eq!(c.smtp.security, "tls");
+        assert!(!c.accounts.self_registration);
+        assert!(c.database.url.starts_with("postgres://"));
+        for bad in [
+            ("CONCLAVE_SMTP_SECURITY", "ssl"),
+            ("CONCLAVE_ACCOUNTS_ARGON2_MEMORY_KIB", "4096"),
+            ("CONCLAVE_ACCOUNTS_MIN_PASSWORD_LENGTH", "4"),
+        ] {
+            assert!(Config::load(None, env(&[bad])).is_err(), "{bad:?}");
+        }
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", conclave_types::random_base62(8)));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[[oidc]]\nid = \"corp\"\nname = \"Corp\"\nissuer = \"https://id.example.org/\"\nclient_id = \"c\"\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&file), env(&[])).expect("oidc");
+        assert_eq!(c.oidc.len(), 1);
+        std::fs::write(&file, "[[oidc]]\nid = \"corp\"\n").expect("write");
+        assert!(Config::load(Some(&file), env(&[])).is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

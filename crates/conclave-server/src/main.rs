@@ -4,6 +4,7 @@
 //! prepares the data directory, binds the sockets and hands the session
 //! core to the media runtime.
 
+mod accounts;
 mod config;
 mod redact;
 mod rtc;
@@ -83,6 +84,15 @@ enum Command {
         /// Allow creating, listing and deleting rooms through the RoomService.
         #[arg(long)]
         room_create: bool,
+    },
+    /// Invite someone to an account by e-mail and print the invitation link
+    /// (the first administrator is made this way).
+    Invite {
+        #[arg(long)]
+        email: String,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -181,6 +191,26 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
+        Command::Invite { email, admin } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            rt.block_on(async {
+                let accounts = accounts::service(&config).await?;
+                let role = if admin {
+                    conclave_accounts::Role::Admin
+                } else {
+                    conclave_accounts::Role::User
+                };
+                let link = accounts
+                    .create_invitation(&email, role, unix_now() as i64)
+                    .await
+                    .map_err(|e| e.client_message())?;
+                println!("{link}");
+                Ok(())
+            })
+        }
     }
 }
 
@@ -248,7 +278,14 @@ async fn serve(config: Config) -> Result<(), String> {
         open_join: config.open_join(),
         room_defaults,
     };
-    let app = router(state, tls.is_some());
+    let accounts = if config.accounts.enabled {
+        let a = accounts::service(&config).await?;
+        accounts::spawn_housekeeping(a.clone());
+        Some(accounts::router(a))
+    } else {
+        None
+    };
+    let app = router(state, tls.is_some(), accounts);
 
     let listener = std::net::TcpListener::bind(config.http.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
@@ -297,20 +334,20 @@ async fn serve(config: Config) -> Result<(), String> {
             axum_server::from_tcp_rustls(listener, tls_config)
                 .map_err(|e| e.to_string())?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .map_err(|e| e.to_string())
         }
         None => axum_server::from_tcp(listener)
             .map_err(|e| e.to_string())?
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(|e| e.to_string()),
     }
 }
 
-fn router(state: AppState, tls: bool) -> Router {
+fn router(state: AppState, tls: bool, accounts: Option<Router>) -> Router {
     let security_headers = move |mut resp: axum::response::Response| async move {
         let h = resp.headers_mut();
         h.insert(
@@ -341,8 +378,11 @@ fn router(state: AppState, tls: bool) -> Router {
         }
         resp
     };
-    Router::new()
-        .route("/rtc", get(rtc::connect))
+    let mut app = Router::new();
+    if let Some(accounts) = accounts {
+        app = app.nest_service("/api/account", accounts);
+    }
+    app.route("/rtc", get(rtc::connect))
         .route("/rtc/validate", get(rtc::validate))
         .route("/rtc/v1", get(rtc::v1_not_supported))
         .route("/rtc/v1/validate", get(rtc::v1_not_supported))
