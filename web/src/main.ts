@@ -1,6 +1,7 @@
 // Entry point: moves between the landing, pre-join, meeting and
 // after-meeting screens.
 
+import { startAccount } from './account';
 import { ApiError, readToken, requestJoinToken, takeHashParams, type Session } from './api';
 import { showLanding } from './landing';
 import { showLeft } from './left';
@@ -65,6 +66,10 @@ function left(session: Session, end: MeetingEnd): void {
 }
 
 function start(): void {
+  if (window.location.pathname === '/account' || window.location.pathname.startsWith('/account/')) {
+    startAccount();
+    return;
+  }
   const params = takeHashParams();
   e2eeKey = params.key;
   if (params.token) {

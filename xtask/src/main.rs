@@ -113,7 +113,13 @@ fn npm_ci() -> Result<()> {
         );
     }
     let web = root().join("web");
-    if web.join("node_modules/.package-lock.json").exists() {
+    // Installed, and not older than the lock file (a new package was added).
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(installed), Some(locked)) = (
+        modified(&web.join("node_modules/.package-lock.json")),
+        modified(&web.join("package-lock.json")),
+    ) && installed >= locked
+    {
         return Ok(());
     }
     run(Command::new("npm")
