@@ -1096,10 +1096,10 @@ impl Accounts {
             tracing::info!(error = %e, "passkey registration refused");
             AccountsError::Invalid("The passkey could not be verified.")
         })?;
-        let credential_id = serde_json::to_value(key.cred_id())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .ok_or_else(|| AccountsError::Internal("credential id".into()))?;
+        let credential_id = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.cred_id())
+        };
         let record = PasskeyRecord {
             id: PasskeyId::random(),
             user_id: s.user.id.clone(),
