@@ -126,10 +126,10 @@ export function linkIn(mail) {
  * configuration file (for [[oidc]]). The public URL is
  * http://localhost:PORT (passkeys need a domain name).
  */
-export async function startAccountServer({ smtpPort, configToml = '', env = {} } = {}) {
+export async function startAccountServer({ smtpPort, configToml = '', env = {}, port: wanted } = {}) {
   const bin = conclaveBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-acct-'));
-  const port = await freePort();
+  const port = wanted ?? (await freePort());
   const udp = await freePort();
   const args = ['serve'];
   if (configToml) {
