@@ -68,13 +68,13 @@ export async function showAdmin(s: Me): Promise<void> {
   });
   const table = h(
     'table',
-    { 'data-testid': 'admin-users' },
+    { class: 'account-table', 'data-testid': 'admin-users' },
     h('thead', {}, h('tr', {}, ...['Name', 'E-mail', 'Role', 'Status', 'Second factor', ''].map((t) => h('th', { scope: 'col', text: t })))),
     h('tbody', {}, ...rows),
   );
   const audit = h(
     'ul',
-    { 'data-testid': 'admin-audit' },
+    { class: 'account-list', 'data-testid': 'admin-audit' },
     ...entries.slice(0, 50).map((e) => h('li', { text: `${when(e.at)} ${e.action} by ${e.actor} on ${e.subject}${e.detail ? ` (${e.detail})` : ''}` })),
   );
   show(
@@ -82,9 +82,9 @@ export async function showAdmin(s: Me): Promise<void> {
       'Administration',
       null,
       true,
-      h('section', { 'aria-labelledby': 'users-h' }, h('h2', { id: 'users-h', text: 'Users' }), table),
-      h('section', { 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h', text: 'Invite someone' }), inviteForm.form),
-      h('section', { 'aria-labelledby': 'audit-h' }, h('h2', { id: 'audit-h', text: 'Audit log' }), audit),
+      h('section', { class: 'account-section', 'aria-labelledby': 'users-h' }, h('h2', { id: 'users-h', text: 'Users' }), table),
+      h('section', { class: 'account-section', 'aria-labelledby': 'invite-h' }, h('h2', { id: 'invite-h', text: 'Invite someone' }), inviteForm.form),
+      h('section', { class: 'account-section', 'aria-labelledby': 'audit-h' }, h('h2', { id: 'audit-h', text: 'Audit log' }), audit),
       h('div', { class: 'actions' }, link('Back to your account', '/account')),
     ),
   );

@@ -212,7 +212,7 @@ function showInvite(): void {
 function recoveryCodesBox(codes: string[]): HTMLElement {
   return h(
     'div',
-    { class: 'banner', 'data-testid': 'recovery-codes' },
+    { class: 'banner recovery-codes', 'data-testid': 'recovery-codes' },
     h('p', { text: 'Your recovery codes. Each works once if you lose your second factor. Keep them somewhere safe: they are shown only now.' }),
     h('ul', {}, ...codes.map((c) => h('li', {}, h('code', { text: c })))),
   );
@@ -298,7 +298,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
 
   const passkeyList = h(
     'ul',
-    { 'data-testid': 'passkey-list' },
+    { class: 'account-list', 'data-testid': 'passkey-list' },
     ...a.passkeys.map((p) =>
       h(
         'li',
@@ -317,7 +317,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
   );
   const factors = h(
     'section',
-    { 'aria-labelledby': 'factors-h' },
+    { class: 'account-section', 'aria-labelledby': 'factors-h' },
     h('h2', { id: 'factors-h', text: 'Second factors' }),
     h('p', { 'data-testid': 'totp-state', text: a.totp ? 'Authenticator app: set up.' : 'Authenticator app: not set up.' }),
     a.totp
@@ -337,7 +337,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
 
   const sessionList = h(
     'ul',
-    { 'data-testid': 'session-list' },
+    { class: 'account-list', 'data-testid': 'session-list' },
     ...sessions.map((x) =>
       h(
         'li',
@@ -353,7 +353,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
       ),
     ),
   );
-  const sessionsSection = h('section', { 'aria-labelledby': 'sessions-h' }, h('h2', { id: 'sessions-h', text: 'Where you are signed in' }), sessionList);
+  const sessionsSection = h('section', { class: 'account-section', 'aria-labelledby': 'sessions-h' }, h('h2', { id: 'sessions-h', text: 'Where you are signed in' }), sessionList);
 
   const current = field('Current password', { type: 'password', autocomplete: 'current-password', 'data-testid': 'password-current' });
   const next = field('New password', { type: 'password', autocomplete: 'new-password', 'data-testid': 'password-new' });
@@ -363,7 +363,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
     next.input.value = '';
     notify('Your password is changed. Other sessions were signed out.', 'success');
   });
-  const passwordSection = h('section', { 'aria-labelledby': 'password-h' }, h('h2', { id: 'password-h', text: 'Password' }), pwForm.form);
+  const passwordSection = h('section', { class: 'account-section', 'aria-labelledby': 'password-h' }, h('h2', { id: 'password-h', text: 'Password' }), pwForm.form);
 
   const delPassword = field(a.has_password ? 'Your password' : 'Type DELETE to confirm', { type: a.has_password ? 'password' : 'text', autocomplete: 'current-password', 'data-testid': 'delete-password' });
   const delForm = form('delete', 'Delete my account', [delPassword.wrap], async () => {
@@ -374,7 +374,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
   });
   const deleteSection = h(
     'section',
-    { 'aria-labelledby': 'delete-h' },
+    { class: 'account-section', 'aria-labelledby': 'delete-h' },
     h('h2', { id: 'delete-h', text: 'Delete account' }),
     h('p', { class: 'field-hint', text: 'This deletes your profile, credentials and sessions. It cannot be undone.' }),
     delForm.form,
@@ -390,7 +390,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
     sessionsSection,
     passwordSection,
     deleteSection,
-    h('div', { class: 'actions' }, link('Join a meeting', '/'), button('Sign out', 'sign-out', () => void signOut())),
+    h('div', { class: 'actions account-section' }, link('Join a meeting', '/'), button('Sign out', 'sign-out', () => void signOut())),
   );
   screen.querySelector('h1')?.setAttribute('data-testid', 'account-title');
   show(screen);
