@@ -12,6 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Client, ClientError, ClientEvent, Output, Pc, TrackSpec};
 
+/// The receive buffer asked for on each media socket.
+pub const RECV_BUFFER: usize = 1 << 20;
+
 /// The behaviour of one participant.
 pub trait App {
     /// Something happened; the app may act on the client (write RTP, ...).
@@ -51,6 +54,11 @@ pub async fn run<A: App>(
     let io = |e: std::io::Error| ClientError::Io(e.to_string());
     let pub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
     let sub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
+    for sock in [&pub_sock, &sub_sock] {
+        // Many clients share a process and its CPU: room for bursts while
+        // another client runs. The kernel caps it at net.core.rmem_max.
+        let _ = socket2::SockRef::from(sock).set_recv_buffer_size(RECV_BUFFER);
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(signalling_url(server, token))
         .await
         .map_err(|e| ClientError::Refused(e.to_string()))?;

@@ -30,6 +30,8 @@ const BATCH: usize = 32;
 /// Datagrams written per `sendmmsg`.
 const SEND_BATCH: usize = 256;
 const MAX_DATAGRAM: usize = 2048;
+/// The receive buffer the forwarder asks for.
+const FORWARDER_RECV_BUFFER: usize = 4 << 20;
 
 /// The SSRC of a publisher's stream: audio, or a video layer by index.
 pub fn ssrc(publisher: usize, layer: Option<usize>) -> u32 {
@@ -96,6 +98,9 @@ pub fn forward(listen: SocketAddr) -> std::io::Result<()> {
         return Err(std::io::Error::other("the forwarder listens on IPv4 only"));
     };
     let sock = UdpSocket::bind(listen)?;
+    // Room for bursts while the forwarder waits for its CPU (capped by the
+    // kernel at net.core.rmem_max).
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(FORWARDER_RECV_BUFFER);
     let fd = sock.as_raw_fd();
     let mut bufs = vec![[0u8; MAX_DATAGRAM]; BATCH];
     let mut lens = [0usize; BATCH];
@@ -213,6 +218,10 @@ impl Target for CeilingTarget {
         self.child.id()
     }
 
+    fn media_port(&self) -> u16 {
+        self.addr.port()
+    }
+
     fn log(&self) -> String {
         String::new()
     }
@@ -301,6 +310,8 @@ async fn publish(
 async fn subscribe(forwarder: SocketAddr, index: usize, wants: Wants) -> std::io::Result<Receiver> {
     let window = wants.window;
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    // As much room as a native client's socket has.
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(conclave_client::driver::RECV_BUFFER);
     let mut hello = HELLO.to_vec();
     for s in wanted(index, &wants) {
         hello.extend_from_slice(&s.to_be_bytes());

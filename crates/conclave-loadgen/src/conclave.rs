@@ -42,6 +42,10 @@ impl Target for ConclaveTarget {
         self.server.pid()
     }
 
+    fn media_port(&self) -> u16 {
+        self.server.udp_port
+    }
+
     fn log(&self) -> String {
         self.server.log()
     }

@@ -133,6 +133,15 @@ pub struct Report {
     /// CPU time of this program over the window: near `seconds` when it
     /// runs on one CPU, it was the bottleneck.
     pub loadgen_cpu_seconds: f64,
+    /// CPU time of every other process of the machine over the window: not
+    /// near zero, the machine was not quiet.
+    pub other_cpu_seconds: f64,
+    /// Datagrams the target's media socket dropped (its buffer was full).
+    pub target_socket_drops: u64,
+    /// The machine's UDP receive and send buffer errors over the window:
+    /// beyond the target's drops, the load generator's sockets lost them.
+    pub udp_rcvbuf_errors: u64,
+    pub udp_sndbuf_errors: u64,
     /// Receivers that got no media at all.
     pub silent_receivers: usize,
     /// The loss is at most 0.1% and every receiver got media: the figure
@@ -162,20 +171,35 @@ pub fn pin_self(cpu: usize) -> Result<(), String> {
     }
 }
 
-/// The usage of the target and of this process at `from` and at `until`.
-async fn cost_between(pid: u32, from: Instant, until: Instant) -> [(ProcUsage, ProcUsage); 2] {
-    let own = std::process::id();
+/// What is read from `/proc` at each end of the measured window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Snapshot {
+    target: ProcUsage,
+    own: ProcUsage,
+    /// CPU seconds of the whole machine.
+    busy: f64,
+    /// The machine's UDP (receive, send) buffer errors.
+    buffers: (u64, u64),
+    /// Drops at the target's media socket.
+    drops: u64,
+}
+
+fn snapshot(pid: u32, port: u16) -> Snapshot {
+    Snapshot {
+        target: proc_usage(pid).unwrap_or_default(),
+        own: proc_usage(std::process::id()).unwrap_or_default(),
+        busy: measure::machine_busy_seconds().unwrap_or_default(),
+        buffers: measure::udp_buffer_errors().unwrap_or_default(),
+        drops: measure::udp_socket_drops(port).unwrap_or_default(),
+    }
+}
+
+/// Snapshots at `from` and at `until`.
+async fn cost_between(pid: u32, port: u16, from: Instant, until: Instant) -> (Snapshot, Snapshot) {
     tokio::time::sleep_until(from.into()).await;
-    let before = [
-        proc_usage(pid).unwrap_or_default(),
-        proc_usage(own).unwrap_or_default(),
-    ];
+    let before = snapshot(pid, port);
     tokio::time::sleep_until(until.into()).await;
-    let after = [
-        proc_usage(pid).unwrap_or_default(),
-        proc_usage(own).unwrap_or_default(),
-    ];
-    [(before[0], after[0]), (before[1], after[1])]
+    (before, snapshot(pid, port))
 }
 
 /// The last part of a log, to show with an error.
@@ -265,7 +289,12 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
             stop: stop.clone(),
         })));
     }
-    let cost = tokio::spawn(cost_between(target.pid(), window.measure_from, window.until));
+    let cost = tokio::spawn(cost_between(
+        target.pid(),
+        target.media_port(),
+        window.measure_from,
+        window.until,
+    ));
     // Receivers end with the window; publishers that only publish are told
     // to stop then.
     let (senders, receivers) = tasks.split_at_mut(if meeting { 0 } else { publishers });
@@ -287,31 +316,44 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
             Err(_) => failure = failure.or(Some("a publisher did not leave within 10 s".into())),
         }
     }
-    let [(before, after), (own_before, own_after)] = cost.await.map_err(|e| e.to_string())?;
+    let (before, after) = cost.await.map_err(|e| e.to_string())?;
     if let Some(e) = failure {
         return Err(format!("{e}\n{}", tail(&target.log())));
     }
     drop(target);
-    Ok(report(
-        cfg,
-        n,
-        publishers,
-        &outcomes,
-        after.cpu_seconds - before.cpu_seconds,
-        after.rss_kib,
-        own_after.cpu_seconds - own_before.cpu_seconds,
-    ))
+    let cpu = after.target.cpu_seconds - before.target.cpu_seconds;
+    let own_cpu = after.own.cpu_seconds - before.own.cpu_seconds;
+    let cost = Cost {
+        cpu,
+        rss_kib: after.target.rss_kib,
+        own_cpu,
+        other_cpu: (after.busy - before.busy - cpu - own_cpu).max(0.0),
+        target_drops: after.drops.saturating_sub(before.drops),
+        rcvbuf_errors: after.buffers.0.saturating_sub(before.buffers.0),
+        sndbuf_errors: after.buffers.1.saturating_sub(before.buffers.1),
+    };
+    Ok(report(cfg, n, publishers, &outcomes, &cost))
 }
 
-fn report(
-    cfg: &RunConfig,
-    n: usize,
-    publishers: usize,
-    outcomes: &[Outcome],
+/// What a run cost, over the measured window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
     cpu: f64,
     rss_kib: u64,
     own_cpu: f64,
-) -> Report {
+    other_cpu: f64,
+    target_drops: u64,
+    rcvbuf_errors: u64,
+    sndbuf_errors: u64,
+}
+
+fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], cost: &Cost) -> Report {
+    let Cost {
+        cpu,
+        rss_kib,
+        own_cpu,
+        ..
+    } = *cost;
     let mut delays: Vec<u64> = Vec::new();
     let mut joins: Vec<u64> = Vec::new();
     let (mut packets, mut expected, mut bytes) = (0u64, 0u64, 0u64);
@@ -356,6 +398,10 @@ fn report(
         server_rss_kib: rss_kib,
         packets_per_cpu_second: if cpu > 0.0 { packets as f64 / cpu } else { 0.0 },
         loadgen_cpu_seconds: own_cpu,
+        other_cpu_seconds: cost.other_cpu,
+        target_socket_drops: cost.target_drops,
+        udp_rcvbuf_errors: cost.rcvbuf_errors,
+        udp_sndbuf_errors: cost.sndbuf_errors,
         silent_receivers: silent,
         valid: silent == 0 && loss_percent <= MAX_LOSS_PERCENT,
         pinned: cfg.target_cpu.is_some() && cfg.loadgen_pinned,
@@ -370,10 +416,12 @@ pub fn label(r: &Report) -> String {
     }
 }
 
-/// The reports as a table. Loss above 0.1% is marked with `!`.
+/// The reports as a table. Loss above 0.1% is marked with `!`; `lg cpu`
+/// is the load generator's CPU time, `other` that of the rest of the
+/// machine, `drops` the datagrams the target's socket dropped.
 pub fn table(reports: &[Report]) -> String {
     let mut s = format!(
-        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>12}\n",
+        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>12}\n",
         "target",
         "scenario",
         "n",
@@ -388,12 +436,14 @@ pub fn table(reports: &[Report]) -> String {
         "cpu s",
         "rss MiB",
         "lg cpu",
+        "other",
+        "drops",
         "pkts/cpu-s"
     );
     for r in reports {
         let loss = format!("{:.3}{}", r.loss_percent, if r.valid { "" } else { "!" });
         s.push_str(&format!(
-            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>7.2} {:>12.0}\n",
+            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>12.0}\n",
             r.target.name(),
             label(r),
             r.participants,
@@ -408,6 +458,8 @@ pub fn table(reports: &[Report]) -> String {
             r.server_cpu_seconds,
             r.server_rss_kib as f64 / 1024.0,
             r.loadgen_cpu_seconds,
+            r.other_cpu_seconds,
+            r.target_socket_drops,
             r.packets_per_cpu_second,
         ));
     }
@@ -447,7 +499,13 @@ mod tests {
             joined_at: now,
             received: Some(r),
         };
-        let rep = report(&cfg(), 3, 1, std::slice::from_ref(&got), 0.5, 1024, 0.2);
+        let cost = Cost {
+            cpu: 0.5,
+            rss_kib: 1024,
+            own_cpu: 0.2,
+            ..Cost::default()
+        };
+        let rep = report(&cfg(), 3, 1, std::slice::from_ref(&got), &cost);
         assert_eq!((rep.packets, rep.expected), (999, 1000));
         assert!((rep.loss_percent - 0.1).abs() < 1e-9);
         assert!(rep.valid);
@@ -457,7 +515,7 @@ mod tests {
             joined_at: now,
             received: Some(Receiver::default()),
         };
-        let rep = report(&cfg(), 3, 1, &[got, silent], 0.5, 1024, 0.2);
+        let rep = report(&cfg(), 3, 1, &[got, silent], &cost);
         assert!(!rep.valid, "a receiver that got nothing makes the run invalid");
         assert_eq!(rep.silent_receivers, 1);
         let table = table(&[rep]);

@@ -96,6 +96,51 @@ pub fn proc_usage(pid: u32) -> Option<ProcUsage> {
     })
 }
 
+/// The machine's UDP counters that say a datagram was lost in this host:
+/// (receive buffer full, send buffer full), from `/proc/net/snmp`.
+pub fn udp_buffer_errors() -> Option<(u64, u64)> {
+    parse_snmp_udp(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+fn parse_snmp_udp(text: &str) -> Option<(u64, u64)> {
+    let mut rows = text.lines().filter(|l| l.starts_with("Udp: "));
+    let names: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let values: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let field = |name: &str| -> Option<u64> {
+        let at = names.iter().position(|n| *n == name)?;
+        values.get(at)?.parse().ok()
+    };
+    Some((field("RcvbufErrors")?, field("SndbufErrors")?))
+}
+
+/// Datagrams dropped by the IPv4 UDP socket bound to `port` (its receive
+/// buffer was full), from `/proc/net/udp`.
+pub fn udp_socket_drops(port: u16) -> Option<u64> {
+    parse_udp_drops(&std::fs::read_to_string("/proc/net/udp").ok()?, port)
+}
+
+fn parse_udp_drops(text: &str, port: u16) -> Option<u64> {
+    let wanted = format!(":{port:04X}");
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !fields.get(1)?.ends_with(&wanted) {
+            return None;
+        }
+        fields.last()?.parse().ok()
+    })
+}
+
+/// CPU seconds every process of the machine spent over all CPUs, from
+/// `/proc/stat` (all time that was not idle).
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = cpu.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy: u64 = v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4).copied().unwrap_or(0);
+    Some(busy as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +164,22 @@ mod tests {
         assert_eq!(percentile(&mut v, 50.0), 51);
         assert_eq!(percentile(&mut v, 99.0), 99);
         assert_eq!(percentile(&mut [], 50.0), 0);
+    }
+
+    #[test]
+    fn udp_counters_are_read() {
+        let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors \
+                    SndbufErrors InCsumErrors\nUdp: 10 0 5 20 4 7 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(parse_snmp_udp(snmp), Some((4, 7)));
+        assert_eq!(parse_snmp_udp("nothing"), None);
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  \
+                   timeout inode ref pointer drops\n\
+                   1: 0100007F:1EC2 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 1 2 \
+                   0000000000000000 12\n";
+        assert_eq!(parse_udp_drops(udp, 7874), Some(12));
+        assert_eq!(parse_udp_drops(udp, 7875), None);
+        assert!(udp_buffer_errors().is_some());
+        assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
     }
 
     #[test]

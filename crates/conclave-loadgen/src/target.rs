@@ -70,6 +70,8 @@ pub type Joining = Pin<Box<dyn Future<Output = Result<Outcome, String>> + Send +
 pub trait Target: Send + Sync {
     /// The process whose CPU time and memory are its cost.
     fn pid(&self) -> u32;
+    /// The UDP port its media arrives on (loopback), to read its drops.
+    fn media_port(&self) -> u16;
     /// What it logged, to explain a failure.
     fn log(&self) -> String;
     /// One participant joins and follows `plan`.
