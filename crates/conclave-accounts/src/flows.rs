@@ -714,7 +714,8 @@ impl Accounts {
         if t.confirmed != confirmed {
             return Ok(false);
         }
-        let Some(step) = totp::matching_step(&t.secret, code, now)? else {
+        let secret = secrets::open(&self.settings.secret_key, user.as_str(), &t.secret)?;
+        let Some(step) = totp::matching_step(&secret, code, now)? else {
             return Ok(false);
         };
         Ok(self.store.claim_totp_step(user, step).await?)
@@ -906,10 +907,13 @@ impl Accounts {
             ));
         }
         let secret = totp::new_secret();
+        // Kept sealed under the server key: a copy of the database alone
+        // does not yield working codes.
+        let sealed = secrets::seal(&self.settings.secret_key, s.user.id.as_str(), &secret)?;
         self.store
             .put_totp(&TotpRecord {
                 user_id: s.user.id.clone(),
-                secret: secret.clone(),
+                secret: sealed,
                 confirmed: false,
                 last_step: 0,
                 created_at: now,

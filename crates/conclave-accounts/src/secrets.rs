@@ -47,6 +47,66 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Encrypts a secret that the server must read back (a TOTP key) with
+/// AES-256-GCM under a key derived from the server key, bound to
+/// `context` (the owner's id) so that a value moved to another row does
+/// not open. The result is `v1.` and base64url of nonce and ciphertext.
+pub fn seal(key: &[u8; 32], context: &str, plaintext: &str) -> Result<String, crate::AccountsError> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&sealing_key(key))
+        .map_err(|_| crate::AccountsError::Internal("sealing key".into()))?;
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = cipher
+        .encrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: context.as_bytes(),
+            },
+        )
+        .map_err(|_| crate::AccountsError::Internal("sealing failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(format!("v1.{}", URL_SAFE_NO_PAD.encode(out)))
+}
+
+/// Opens what [`seal`] made for the same context.
+pub fn open(key: &[u8; 32], context: &str, sealed: &str) -> Result<String, crate::AccountsError> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let bad = || crate::AccountsError::Internal("a sealed value does not open".into());
+    let bytes = sealed
+        .strip_prefix("v1.")
+        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
+        .ok_or_else(bad)?;
+    if bytes.len() < 12 + 16 {
+        return Err(bad());
+    }
+    let (nonce, ciphertext) = bytes.split_at(12);
+    let nonce: [u8; 12] = nonce.try_into().map_err(|_| bad())?;
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&sealing_key(key)).map_err(|_| bad())?;
+    let plain = cipher
+        .decrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: context.as_bytes(),
+            },
+        )
+        .map_err(|_| bad())?;
+    String::from_utf8(plain).map_err(|_| bad())
+}
+
+fn sealing_key(key: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return out;
+    };
+    mac.update(b"conclave seal v1");
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
 /// Constant-time comparison of two strings.
 pub fn same(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -66,6 +126,24 @@ mod tests {
         assert!(!looks_like_token(&format!("{}=", &a[..42])));
         assert_eq!(token_hash(&a).len(), 64);
         assert_eq!(token_hash(&a), token_hash(&a));
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_key_and_context() {
+        let k = [3u8; 32];
+        let sealed = seal(&k, "usr_a", "JBSWY3DPEHPK3PXP").expect("seal");
+        assert!(sealed.starts_with("v1.") && !sealed.contains("JBSWY3"));
+        assert_ne!(
+            sealed,
+            seal(&k, "usr_a", "JBSWY3DPEHPK3PXP").expect("seal"),
+            "fresh nonce"
+        );
+        assert_eq!(open(&k, "usr_a", &sealed).expect("open"), "JBSWY3DPEHPK3PXP");
+        assert!(open(&k, "usr_b", &sealed).is_err());
+        assert!(open(&[4u8; 32], "usr_a", &sealed).is_err());
+        for junk in ["", "v1.", "v1.AAAA", "v2.xyz", "JBSWY3DPEHPK3PXP"] {
+            assert!(open(&k, "usr_a", junk).is_err(), "{junk}");
+        }
     }
 
     #[test]

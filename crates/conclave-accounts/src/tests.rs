@@ -397,6 +397,15 @@ async fn totp_enrolment_sign_in_and_replay() {
             .uri
             .starts_with("otpauth://totp/Conclave:ada%40example.org?")
     );
+    // The secret is stored sealed, not as it was shown.
+    let stored = f
+        .accounts
+        .store()
+        .totp(&cur.user.id)
+        .await
+        .expect("get")
+        .expect("totp");
+    assert!(stored.secret.starts_with("v1.") && !stored.secret.contains(&setup.secret));
     assert!(matches!(
         f.accounts.totp_confirm(&cur, "000000", T0).await,
         Err(AccountsError::CodeInvalid)
@@ -512,11 +521,17 @@ async fn administration_invite_disable_role_delete() {
         .set_role(&admin.id, Role::Admin)
         .await
         .expect("role");
+    let admin_secret = totp::new_secret();
     f.accounts
         .store()
         .put_totp(&conclave_store::TotpRecord {
             user_id: admin.id.clone(),
-            secret: totp::new_secret(),
+            secret: secrets::seal(
+                &f.accounts.settings().secret_key,
+                admin.id.as_str(),
+                &admin_secret,
+            )
+            .expect("seal"),
             confirmed: true,
             last_step: 0,
             created_at: T0,
@@ -525,17 +540,9 @@ async fn administration_invite_disable_role_delete() {
         .expect("totp");
     let s = f.sign_in("root@example.org", T0).await;
     let half = f.current(&s, T0).await;
-    let secret = f
-        .accounts
-        .store()
-        .totp(&admin.id)
-        .await
-        .expect("totp")
-        .expect("totp")
-        .secret;
     let full = f
         .accounts
-        .sign_in_totp(&half, &totp::code_at(&secret, T0).expect("code"), T0)
+        .sign_in_totp(&half, &totp::code_at(&admin_secret, T0).expect("code"), T0)
         .await
         .expect("2fa");
     let admin_s = f.current(&full, T0).await;
