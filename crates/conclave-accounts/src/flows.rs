@@ -164,11 +164,21 @@ impl Accounts {
         email: &str,
         name: &str,
         password: &str,
+        source: IpAddr,
         now: i64,
     ) -> Result<(), AccountsError> {
         if !self.settings.self_registration {
             return Err(AccountsError::RegistrationClosed);
         }
+        // Every attempt counts against the source address: registration
+        // sends mail and hashes, so it must not be run in bulk.
+        let key = format!("reg:{}", self.address_key(source));
+        let state = self.store.throttle(&key).await?;
+        if let Some(retry_after) = self.settings.registration_throttle.locked(state.as_ref(), now) {
+            return Err(AccountsError::Throttled { retry_after });
+        }
+        let (state, _) = self.settings.registration_throttle.fail(state, now);
+        self.store.put_throttle(&key, &state).await?;
         let email = normalise_email(email)?;
         let name = check_display_name(name)?;
         self.settings.password.check(password, &[&email, &name])?;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub address_throttle: ThrottleRule,
     /// Second-factor failures per account.
     pub second_factor_throttle: ThrottleRule,
+    /// Registrations per source address.
+    pub registration_throttle: ThrottleRule,
     /// Key of the pseudonyms in the audit log and of hashed addresses.
     pub secret_key: [u8; 32],
     pub oidc: Vec<oidc::ProviderSettings>,
@@ -90,6 +92,11 @@ impl Settings {
                 max_failures: 5,
                 window: 15 * 60,
                 lock: 15 * 60,
+            },
+            registration_throttle: ThrottleRule {
+                max_failures: 10,
+                window: 3600,
+                lock: 3600,
             },
             secret_key,
             oidc: Vec::new(),

@@ -69,7 +69,7 @@ impl Fixture {
 
     async fn active_user(&self, email: &str) -> User {
         self.accounts
-            .register(email, "Ada Lovelace", PW, T0)
+            .register(email, "Ada Lovelace", PW, addr("192.0.2.200"), T0)
             .await
             .expect("register");
         self.accounts
@@ -100,7 +100,7 @@ impl Fixture {
 async fn registration_needs_the_mailed_link_once_and_in_time() {
     let f = fixture().await;
     f.accounts
-        .register("Ada@Example.org ", "Ada Lovelace", PW, T0)
+        .register("Ada@Example.org ", "Ada Lovelace", PW, addr("192.0.2.200"), T0)
         .await
         .expect("register");
     let token = f.last_token();
@@ -128,7 +128,7 @@ async fn registration_needs_the_mailed_link_once_and_in_time() {
 
     // An expired link.
     f.accounts
-        .register("bob@example.org", "Bob", PW, T0)
+        .register("bob@example.org", "Bob", PW, addr("192.0.2.200"), T0)
         .await
         .expect("register");
     let token = f.last_token();
@@ -144,21 +144,34 @@ async fn registration_rules() {
     let f = fixture().await;
     assert!(matches!(
         f.accounts
-            .register("ada@example.org", "Ada", "password123456", T0)
+            .register(
+                "ada@example.org",
+                "Ada",
+                "password123456",
+                addr("192.0.2.200"),
+                T0
+            )
             .await,
         Err(AccountsError::WeakPassword(_))
     ));
     assert!(matches!(
-        f.accounts.register("not-an-address", "Ada", PW, T0).await,
+        f.accounts
+            .register("not-an-address", "Ada", PW, addr("192.0.2.200"), T0)
+            .await,
         Err(AccountsError::Invalid(_))
     ));
     assert!(matches!(
-        f.accounts.register("ada@example.org", "", PW, T0).await,
+        f.accounts
+            .register("ada@example.org", "", PW, addr("192.0.2.200"), T0)
+            .await,
         Err(AccountsError::Invalid(_))
     ));
     let closed = fixture_with(|s| s.self_registration = false).await;
     assert!(matches!(
-        closed.accounts.register("ada@example.org", "Ada", PW, T0).await,
+        closed
+            .accounts
+            .register("ada@example.org", "Ada", PW, addr("192.0.2.200"), T0)
+            .await,
         Err(AccountsError::RegistrationClosed)
     ));
 }
@@ -170,7 +183,7 @@ async fn registration_does_not_reveal_existing_accounts() {
     let before = f.mails().len();
     // Same answer as a new registration; the owner gets a notice instead of a link.
     f.accounts
-        .register("ada@example.org", "Mallory", PW, T0 + 100)
+        .register("ada@example.org", "Mallory", PW, addr("192.0.2.200"), T0 + 100)
         .await
         .expect("same answer");
     let mails = f.mails();
@@ -763,6 +776,41 @@ async fn openid_state_must_exist_and_match_the_browser() {
         f.accounts.oidc_start("nope", T0).await,
         Err(AccountsError::NotFound)
     ));
+}
+
+#[tokio::test]
+async fn registration_is_limited_per_source_address() {
+    let f = fixture().await;
+    let max = f.accounts.settings().registration_throttle.max_failures;
+    for i in 0..max {
+        f.accounts
+            .register(
+                &format!("u{i}@example.org"),
+                "Someone",
+                PW,
+                addr("203.0.113.9"),
+                T0 + i,
+            )
+            .await
+            .expect("allowed");
+    }
+    assert!(matches!(
+        f.accounts
+            .register(
+                "one-more@example.org",
+                "Someone",
+                PW,
+                addr("203.0.113.9"),
+                T0 + 20
+            )
+            .await,
+        Err(AccountsError::Throttled { .. })
+    ));
+    // Another address may still register.
+    f.accounts
+        .register("other@example.org", "Someone", PW, addr("198.51.100.3"), T0 + 21)
+        .await
+        .expect("other address");
 }
 
 #[test]

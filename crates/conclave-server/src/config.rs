@@ -197,6 +197,9 @@ pub struct AccountsSection {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for
+    /// sign-in throttling by address).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for AccountsSection {
@@ -213,6 +216,7 @@ impl Default for AccountsSection {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -401,7 +405,7 @@ impl Config {
 
 /// Turns an environment string into the TOML value the key expects.
 fn env_value(section: &str, key: &str, raw: &str) -> toml::Value {
-    if section == "media" && key == "announce" {
+    if (section == "media" && key == "announce") || (section == "accounts" && key == "trusted_proxies") {
         return toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -479,9 +483,11 @@ mod tests {
                 ("CONCLAVE_SMTP_SECURITY", "tls"),
                 ("CONCLAVE_ACCOUNTS_SELF_REGISTRATION", "false"),
                 ("CONCLAVE_DATABASE_URL", "postgres://conclave@db/conclave"),
+                ("CONCLAVE_ACCOUNTS_TRUSTED_PROXIES", "10.0.0.1, ::1"),
             ]),
         )
         .expect("env");
+        assert_eq!(c.accounts.trusted_proxies.len(), 2);
         assert_eq!(c.smtp.security, "tls");
         assert!(!c.accounts.self_registration);
         assert!(c.database.url.starts_with("postgres://"));

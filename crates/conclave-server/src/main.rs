@@ -281,7 +281,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let accounts = if config.accounts.enabled {
         let a = accounts::service(&config).await?;
         accounts::spawn_housekeeping(a.clone());
-        Some(accounts::router(a))
+        Some(accounts::router(a, config.accounts.trusted_proxies.clone()))
     } else {
         None
     };

@@ -16,14 +16,32 @@ use serde_json::json;
 
 use super::{OIDC_COOKIE, SESSION_COOKIE};
 
-type St = Arc<Accounts>;
+/// The state of the account routes: the service and the proxies whose
+/// `X-Forwarded-For` is believed.
+#[derive(Clone)]
+pub(crate) struct St {
+    accounts: Arc<Accounts>,
+    trusted_proxies: Arc<Vec<IpAddr>>,
+}
+
+impl std::ops::Deref for St {
+    type Target = Accounts;
+
+    fn deref(&self) -> &Accounts {
+        &self.accounts
+    }
+}
 
 fn now() -> i64 {
     crate::unix_now() as i64
 }
 
 /// The accounts API, mounted at `/api/account`.
-pub(crate) fn router(accounts: St) -> Router {
+pub(crate) fn router(accounts: Arc<Accounts>, trusted_proxies: Vec<IpAddr>) -> Router {
+    let state = St {
+        accounts,
+        trusted_proxies: Arc::new(trusted_proxies),
+    };
     Router::new()
         .route("/config", get(config))
         .route("/register", post(register))
@@ -54,7 +72,7 @@ pub(crate) fn router(accounts: St) -> Router {
         .route("/oidc/{provider}/start", get(oidc_start))
         .route("/oidc/{provider}/callback", get(oidc_callback))
         .layer(axum::middleware::from_fn(same_origin_only))
-        .with_state(accounts)
+        .with_state(state)
 }
 
 // ---------- request checks ----------
@@ -100,20 +118,39 @@ fn same_origin(headers: &HeaderMap) -> bool {
     rest.eq_ignore_ascii_case(host)
 }
 
-/// The address the request came from (unspecified when unknown).
+/// The address the request came from: the connection's peer, or, when
+/// the peer is a trusted proxy, the last address in `X-Forwarded-For`
+/// that is not one (unspecified when unknown).
 struct Peer(IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl FromRequestParts<St> for Peer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, st: &St) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        Ok(Peer(client_address(peer, &parts.headers, &st.trusted_proxies)))
     }
+}
+
+pub(super) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -225,10 +262,14 @@ struct RegisterReq {
     password: String,
 }
 
-async fn register(State(st): State<St>, b: Result<Json<RegisterReq>, JsonRejection>) -> Response {
+async fn register(
+    State(st): State<St>,
+    Peer(peer): Peer,
+    b: Result<Json<RegisterReq>, JsonRejection>,
+) -> Response {
     let r = async {
         let b = body(b)?;
-        st.register(&b.email, &b.name, &b.password, now()).await?;
+        st.register(&b.email, &b.name, &b.password, peer, now()).await?;
         Ok(json!({ "ok": true }))
     };
     reply(r.await)

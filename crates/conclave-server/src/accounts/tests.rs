@@ -59,7 +59,10 @@ async fn api() -> Api {
         .expect("accounts"),
     );
     Api {
-        router: axum::Router::new().nest_service("/api/account", super::router(accounts.clone())),
+        router: axum::Router::new().nest_service(
+            "/api/account",
+            super::router(accounts.clone(), vec!["127.0.0.1".parse().expect("ip")]),
+        ),
         accounts,
         mail,
         dir,
@@ -521,4 +524,27 @@ async fn bad_input_gets_short_errors() {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|l| l.starts_with("/account/sign-in#error="))
     );
+}
+
+#[test]
+fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    use std::net::IpAddr;
+    let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+    let client: IpAddr = "192.0.2.7".parse().expect("ip");
+    let mut h = axum::http::HeaderMap::new();
+    h.insert(
+        "x-forwarded-for",
+        "198.51.100.9, 192.0.2.7".parse().expect("value"),
+    );
+    // From the proxy: the last address it added.
+    assert_eq!(super::routes::client_address(proxy, &h, &[proxy]), client);
+    // From anyone else: the header is ignored.
+    assert_eq!(super::routes::client_address(client, &h, &[proxy]), client);
+    // A chain of trusted proxies is skipped.
+    h.insert("x-forwarded-for", "192.0.2.7, 10.0.0.2".parse().expect("value"));
+    let inner: IpAddr = "10.0.0.2".parse().expect("ip");
+    assert_eq!(super::routes::client_address(proxy, &h, &[proxy, inner]), client);
+    // Junk falls back to the peer.
+    h.insert("x-forwarded-for", "junk".parse().expect("value"));
+    assert_eq!(super::routes::client_address(proxy, &h, &[proxy]), proxy);
 }
