@@ -137,3 +137,31 @@ test('the session cookie is kept on http://127.0.0.1 as well', { timeout: 60_000
     throw err;
   }
 });
+
+test('a forgotten password is reset by mail; the second factor is still asked', { timeout: 60_000 }, async () => {
+  try {
+    const { page, context } = browser;
+    await context.clearCookies();
+    const before = (await smtp.mails()).filter((m) => m.to === 'ada@example.org').length;
+    await page.goto(`${server.url}/account/sign-in`);
+    await page.getByTestId('forgot-link').click();
+    await page.getByTestId('forgot-email').fill('ada@example.org');
+    await page.getByTestId('forgot-submit').click();
+    await page.getByTestId('forgot-done').waitFor({ timeout: 10_000 });
+    const mail = await smtp.waitForMail('ada@example.org', { after: before });
+    const link = linkIn(mail);
+    assert.ok(link.includes('/account/reset#token='), link);
+    await page.goto(link);
+    await page.getByTestId('reset-password').fill('amber lantern drifts over granite hills');
+    await page.getByTestId('reset-submit').click();
+    await page.getByTestId('reset-done').waitFor({ timeout: 10_000 });
+    await page.goto(`${server.url}/account/sign-in`);
+    await page.getByTestId('signin-email').fill('ada@example.org');
+    await page.getByTestId('signin-password').fill('amber lantern drifts over granite hills');
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('totp-code').waitFor({ timeout: 10_000 });
+  } catch (err) {
+    failed = true;
+    throw err;
+  }
+});

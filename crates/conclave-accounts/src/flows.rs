@@ -101,6 +101,7 @@ const FLOW_PASSKEY_AUTH: &str = "passkey-auth";
 const FLOW_OIDC: &str = "oidc";
 const FLOW_LIFETIME: i64 = 5 * 60;
 const RECOVERY_CODES: usize = 10;
+const RESET_LINK_LIFETIME: i64 = 3600;
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
 fn recovery_code() -> String {
@@ -408,6 +409,119 @@ impl Accounts {
             .set_status(&user, UserStatus::Active, Some(now))
             .await?;
         self.audit(now, Some(&user), "account.accept_invite", Some(&user), "")
+            .await;
+        Ok(())
+    }
+
+    // ---------- forgotten passwords ----------
+
+    /// Mails a link to choose a new password, if the address belongs to an
+    /// active account. The answer is the same either way, and the mail is
+    /// sent in the background so that the time of the answer tells nothing
+    /// either. Every request counts against the source address.
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        source: IpAddr,
+        now: i64,
+    ) -> Result<(), AccountsError> {
+        let key = format!("reset:{}", self.address_key(source));
+        let state = self.store.throttle(&key).await?;
+        if let Some(retry_after) = self.settings.registration_throttle.locked(state.as_ref(), now) {
+            return Err(AccountsError::Throttled { retry_after });
+        }
+        let (state, _) = self.settings.registration_throttle.fail(state, now);
+        self.store.put_throttle(&key, &state).await?;
+        let email = normalise_email(email)?;
+        let Some(user) = self.store.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        if user.status != UserStatus::Active {
+            return Ok(());
+        }
+        self.store
+            .delete_email_tokens(&user.id, TokenPurpose::Reset)
+            .await?;
+        let token = secrets::random_token();
+        self.store
+            .insert_email_token(&EmailToken {
+                token_hash: secrets::token_hash(&token),
+                user_id: user.id.clone(),
+                purpose: TokenPurpose::Reset,
+                created_at: now,
+                expires_at: now + RESET_LINK_LIFETIME,
+            })
+            .await?;
+        self.audit(now, None, "account.reset_requested", Some(&user.id), "")
+            .await;
+        let mail = Mail {
+            to: email,
+            subject: format!("{}: choose a new password", self.settings.site_name),
+            body: format!(
+                "Hello {},\n\nsomeone, perhaps you, asked to reset the password of your account at {}.\n\
+                 Choose a new password here:\n\n{}\n\nThe link works once and for one hour. \
+                 If it was not you, ignore this mail: your password stays as it is.\n",
+                user.display_name,
+                self.settings.site_name,
+                self.link("/account/reset", &token),
+            ),
+        };
+        let mailer = self.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&mail).await {
+                tracing::error!(error = %e, "mail delivery failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Sets a new password with the token of a reset link (single use,
+    /// one hour). Every session of the account ends; a second factor is
+    /// still asked at the next sign-in.
+    pub async fn reset_password(&self, token: &str, password: &str, now: i64) -> Result<(), AccountsError> {
+        if !secrets::looks_like_token(token) {
+            return Err(AccountsError::LinkInvalid);
+        }
+        let hash = secrets::token_hash(token);
+        let user_id = self
+            .store
+            .peek_email_token(&hash, TokenPurpose::Reset, now)
+            .await?
+            .ok_or(AccountsError::LinkInvalid)?;
+        let user = match self.store.user(&user_id).await? {
+            Some(u) if u.status == UserStatus::Active => u,
+            _ => return Err(AccountsError::LinkInvalid),
+        };
+        let email = user.email.clone().unwrap_or_default();
+        // The link stays usable until a password passes the rules.
+        self.settings
+            .password
+            .check(password, &[&email, &user.display_name])?;
+        let new_hash = self.hash_password(password).await?;
+        if self
+            .store
+            .use_email_token(&hash, TokenPurpose::Reset, now)
+            .await?
+            .as_ref()
+            != Some(&user_id)
+        {
+            return Err(AccountsError::LinkInvalid);
+        }
+        self.store.set_password_hash(&user_id, &new_hash).await?;
+        self.store.delete_sessions_of(&user_id, None).await?;
+        self.store.clear_throttle(&self.account_key(&email)).await?;
+        self.audit(now, Some(&user_id), "account.password_reset", Some(&user_id), "")
+            .await;
+        let _ = self
+            .send(Mail {
+                to: email,
+                subject: format!("{}: your password was changed", self.settings.site_name),
+                body: format!(
+                    "Hello {},\n\nthe password of your account at {} was changed with a reset link, \
+                     and every session was signed out.\nIf this was not you, contact your administrator at once.\n",
+                    user.display_name, self.settings.site_name
+                ),
+            })
             .await;
         Ok(())
     }

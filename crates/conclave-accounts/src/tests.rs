@@ -779,6 +779,78 @@ async fn openid_state_must_exist_and_match_the_browser() {
 }
 
 #[tokio::test]
+async fn password_reset_by_mail_without_enumeration() {
+    let f = fixture().await;
+    let u = f.active_user("ada@example.org").await;
+    let s = f.sign_in("ada@example.org", T0).await;
+    let cur = f.current(&s, T0).await;
+    let setup = f.accounts.totp_begin(&cur, T0).await.expect("totp");
+    f.accounts
+        .totp_confirm(&cur, &totp::code_at(&setup.secret, T0).expect("code"), T0)
+        .await
+        .expect("confirm");
+    let before = f.mails().len();
+    // Unknown addresses get the same answer and no mail.
+    f.accounts
+        .request_password_reset("nobody@example.org", addr("192.0.2.5"), T0 + 1)
+        .await
+        .expect("same answer");
+    f.accounts
+        .request_password_reset("ada@example.org", addr("192.0.2.5"), T0 + 2)
+        .await
+        .expect("requested");
+    // The mail goes out in the background.
+    let mut waited = 0;
+    while f.mails().len() == before && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(f.mails().len(), before + 1);
+    assert!(f.mails().last().expect("mail").contains("/account/reset#token="));
+    let token = f.last_token();
+    // A weak password is refused and the link still works afterwards.
+    assert!(matches!(
+        f.accounts.reset_password(&token, "password", T0 + 3).await,
+        Err(AccountsError::WeakPassword(_))
+    ));
+    let new = "amber lantern drifts over granite hills";
+    f.accounts
+        .reset_password(&token, new, T0 + 4)
+        .await
+        .expect("reset");
+    // Used once; every session ended.
+    assert!(matches!(
+        f.accounts.reset_password(&token, new, T0 + 5).await,
+        Err(AccountsError::LinkInvalid)
+    ));
+    assert!(f.accounts.session(&s.token, T0 + 5).await.is_err());
+    // The new password works; the second factor is still asked.
+    let again = f
+        .accounts
+        .sign_in("ada@example.org", new, addr("192.0.2.1"), "", None, T0 + 6)
+        .await
+        .expect("sign in");
+    assert_eq!(again.level, SessionLevel::SecondFactor);
+    assert!(f.accounts.store().user(&u.id).await.expect("get").is_some());
+    // An expired link.
+    let before = f.mails().len();
+    f.accounts
+        .request_password_reset("ada@example.org", addr("192.0.2.5"), T0 + 10)
+        .await
+        .expect("requested");
+    let mut waited = 0;
+    while f.mails().len() == before && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    let late = f.last_token();
+    assert!(matches!(
+        f.accounts.reset_password(&late, new, T0 + 10 + 3600).await,
+        Err(AccountsError::LinkInvalid)
+    ));
+}
+
+#[tokio::test]
 async fn registration_is_limited_per_source_address() {
     let f = fixture().await;
     let max = f.accounts.settings().registration_throttle.max_failures;

@@ -336,6 +336,26 @@ impl Store {
             .transpose()
     }
 
+    /// The user of a link that could be used now, without using it.
+    pub async fn peek_email_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> Result<Option<UserId>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM email_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(UserId::parse(&r.try_get::<String, _>("user_id")?)?))
+            .transpose()
+    }
+
     /// Removes the user's unused links of a purpose (a new one replaces them).
     pub async fn delete_email_tokens(&self, user: &UserId, purpose: TokenPurpose) -> Result<()> {
         sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")

@@ -27,6 +27,8 @@ pub enum TokenPurpose {
     Confirm,
     /// An administrator's invitation: confirms the address and sets a password.
     Invite,
+    /// A forgotten password: sets a new one.
+    Reset,
 }
 
 impl TokenPurpose {
@@ -34,6 +36,7 @@ impl TokenPurpose {
         match self {
             TokenPurpose::Confirm => "confirm",
             TokenPurpose::Invite => "invite",
+            TokenPurpose::Reset => "reset",
         }
     }
 }

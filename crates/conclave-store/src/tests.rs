@@ -122,6 +122,24 @@ async fn users_and_links(s: &Store) {
     };
     s.insert_email_token(&t).await.expect("token");
     assert_eq!(
+        s.peek_email_token("h1", TokenPurpose::Confirm, 1_500)
+            .await
+            .expect("peek"),
+        Some(u.id.clone())
+    );
+    assert_eq!(
+        s.peek_email_token("h1", TokenPurpose::Confirm, 2_000)
+            .await
+            .expect("peek"),
+        None
+    );
+    assert_eq!(
+        s.peek_email_token("h1", TokenPurpose::Reset, 1_500)
+            .await
+            .expect("peek"),
+        None
+    );
+    assert_eq!(
         s.use_email_token("h1", TokenPurpose::Invite, 1_500)
             .await
             .expect("use"),

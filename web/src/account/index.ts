@@ -43,6 +43,10 @@ async function route(): Promise<void> {
         return await showConfirm();
       case '/account/invite':
         return showInvite();
+      case '/account/forgot':
+        return showForgot();
+      case '/account/reset':
+        return showReset();
       case '/account/sign-in':
         return await showSignIn();
       case '/account/admin':
@@ -88,6 +92,7 @@ async function showSignIn(): Promise<void> {
     false,
     f.form,
     providers.length ? h('div', { class: 'actions', 'data-testid': 'oidc-providers' }, ...providers) : null,
+    h('p', {}, link('Forgot your password?', '/account/forgot', 'forgot-link')),
     cfg.self_registration ? h('p', {}, 'No account yet? ', link('Register', '/account/register', 'register-link')) : null,
   );
   show(screen, email.input);
@@ -205,6 +210,35 @@ function showInvite(): void {
     show(card('Welcome', 'Your account is ready. You can sign in now.', false, link('Sign in', '/account/sign-in')));
   });
   show(card('You are invited', 'Choose your name and a password for your account.', false, f.form), name.input);
+}
+
+function showForgot(): void {
+  const email = field('E-mail address', { type: 'email', autocomplete: 'email', required: true, maxlength: 254, 'data-testid': 'forgot-email' });
+  const f = form('forgot', 'Send link', [email.wrap], async () => {
+    await post('/password-reset/request', { email: email.input.value });
+    show(
+      h(
+        'div',
+        { 'data-testid': 'forgot-done' },
+        card('Check your mail', 'If an account has this address, we sent it a link to choose a new password. The link works for one hour.', false, link('Sign in', '/account/sign-in')),
+      ),
+    );
+  });
+  show(card('Forgot your password?', 'We will mail you a link to choose a new one.', false, f.form, h('p', {}, link('Back to sign-in', '/account/sign-in'))), email.input);
+}
+
+function showReset(): void {
+  const token = takeHash('token');
+  if (!token) {
+    show(card('New password', 'This link is not complete. Open the link from the mail again.', false));
+    return;
+  }
+  const password = field('New password', { type: 'password', autocomplete: 'new-password', required: true, 'data-testid': 'reset-password' }, 'At least 12 characters. Several unrelated words make a good password.');
+  const f = form('reset', 'Set password', [password.wrap], async () => {
+    await post('/password-reset', { token, password: password.input.value });
+    show(h('div', { 'data-testid': 'reset-done' }, card('Password changed', 'Your password is changed and every session was signed out. You can sign in now.', false, link('Sign in', '/account/sign-in'))));
+  });
+  show(card('Choose a new password', null, false, f.form), password.input);
 }
 
 // ---------- enrolment of second factors ----------

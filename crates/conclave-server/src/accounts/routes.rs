@@ -47,6 +47,8 @@ pub(crate) fn router(accounts: Arc<Accounts>, trusted_proxies: Vec<IpAddr>) -> R
         .route("/register", post(register))
         .route("/confirm", post(confirm))
         .route("/invite/accept", post(accept_invite))
+        .route("/password-reset/request", post(request_reset))
+        .route("/password-reset", post(reset_password))
         .route("/sign-in", post(sign_in))
         .route("/sign-in/totp", post(sign_in_totp))
         .route("/sign-in/recovery", post(sign_in_recovery))
@@ -300,6 +302,39 @@ async fn accept_invite(State(st): State<St>, b: Result<Json<AcceptReq>, JsonReje
     let r = async {
         let b = body(b)?;
         st.accept_invite(&b.token, &b.name, &b.password, now()).await?;
+        Ok(json!({ "ok": true }))
+    };
+    reply(r.await)
+}
+
+#[derive(Deserialize)]
+struct EmailReq {
+    email: String,
+}
+
+async fn request_reset(
+    State(st): State<St>,
+    Peer(peer): Peer,
+    b: Result<Json<EmailReq>, JsonRejection>,
+) -> Response {
+    let r = async {
+        let b = body(b)?;
+        st.request_password_reset(&b.email, peer, now()).await?;
+        Ok(json!({ "ok": true }))
+    };
+    reply(r.await)
+}
+
+#[derive(Deserialize)]
+struct ResetReq {
+    token: String,
+    password: String,
+}
+
+async fn reset_password(State(st): State<St>, b: Result<Json<ResetReq>, JsonRejection>) -> Response {
+    let r = async {
+        let b = body(b)?;
+        st.reset_password(&b.token, &b.password, now()).await?;
         Ok(json!({ "ok": true }))
     };
     reply(r.await)

@@ -481,6 +481,52 @@ async fn deleting_the_account_leaves_no_personal_row() {
 }
 
 #[tokio::test]
+async fn password_reset_answers_alike_and_ends_sessions() {
+    let a = api().await;
+    let mut b = a.signed_in("ada@example.org").await;
+    let unknown = a
+        .call(
+            &mut Browser::default(),
+            "POST",
+            "/password-reset/request",
+            Some(json!({ "email": "nobody@example.org" })),
+        )
+        .await;
+    let known = a
+        .call(
+            &mut Browser::default(),
+            "POST",
+            "/password-reset/request",
+            Some(json!({ "email": "ada@example.org" })),
+        )
+        .await;
+    assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
+    let mut token = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t = a.last_token();
+        if std::fs::read_dir(&a.mail).map(|d| d.count()).unwrap_or(0) >= 2 {
+            token = Some(t);
+            break;
+        }
+    }
+    let token = token.expect("a reset mail");
+    let r = a
+        .call(
+            &mut Browser::default(),
+            "POST",
+            "/password-reset",
+            Some(json!({ "token": token, "password": "amber lantern drifts over granite hills" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        a.call(&mut b, "GET", "/me", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn bad_input_gets_short_errors() {
     let a = api().await;
     let mut b = Browser::default();
