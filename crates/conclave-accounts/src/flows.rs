@@ -377,31 +377,25 @@ impl Accounts {
             return Err(AccountsError::LinkInvalid);
         }
         let name = check_display_name(name)?;
-        // Check the password before using up the link.
-        self.settings.password.check(password, &[&name])?;
-        let hash = self.hash_password(password).await?;
+        let token_hash = secrets::token_hash(token);
         let user = self
             .store
-            .use_email_token(&secrets::token_hash(token), TokenPurpose::Invite, now)
+            .peek_email_token(&token_hash, TokenPurpose::Invite, now)
             .await?
             .ok_or(AccountsError::LinkInvalid)?;
         let u = self.store.user(&user).await?.ok_or(AccountsError::LinkInvalid)?;
-        if let Some(email) = &u.email {
-            // The e-mail address may only be checked now that the user is known.
-            if let Err(e) = self.settings.password.check(password, &[email, &name]) {
-                // Give the link back: the user may try another password.
-                self.store
-                    .insert_email_token(&EmailToken {
-                        token_hash: secrets::token_hash(token),
-                        user_id: user.clone(),
-                        purpose: TokenPurpose::Invite,
-                        created_at: now,
-                        expires_at: now + 3600,
-                    })
-                    .await
-                    .ok();
-                return Err(e);
-            }
+        // The link stays usable until a password passes the rules.
+        let email = u.email.clone().unwrap_or_default();
+        self.settings.password.check(password, &[&email, &name])?;
+        let hash = self.hash_password(password).await?;
+        if self
+            .store
+            .use_email_token(&token_hash, TokenPurpose::Invite, now)
+            .await?
+            .as_ref()
+            != Some(&user)
+        {
+            return Err(AccountsError::LinkInvalid);
         }
         self.store.set_profile(&user, &name, &u.attributes).await?;
         self.store.set_password_hash(&user, &hash).await?;

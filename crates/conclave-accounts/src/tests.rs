@@ -588,6 +588,13 @@ async fn administration_invite_disable_role_delete() {
             .await,
         Err(AccountsError::WeakPassword(_))
     ));
+    // Built from the invited address: refused, and the link still works.
+    assert!(matches!(
+        f.accounts
+            .accept_invite(&token, "New Person", "newexampleorg2024", T0 + 1)
+            .await,
+        Err(AccountsError::WeakPassword(_))
+    ));
     f.accounts
         .accept_invite(&token, "New Person", PW, T0 + 2)
         .await
