@@ -147,7 +147,7 @@ impl Mailer {
                 transport
                     .send(message)
                     .await
-                    .map_err(|e| AccountsError::Mail(e.to_string()))?;
+                    .map_err(|e| AccountsError::Mail(scrub(&e.to_string())))?;
             }
             Mailer::Folder { dir, .. } => {
                 let name = format!(
@@ -166,6 +166,14 @@ impl Mailer {
         }
         Ok(())
     }
+}
+
+/// An error text without e-mail addresses (it goes to the log).
+fn scrub(text: &str) -> String {
+    text.split(' ')
+        .map(|w| if w.contains('@') { "<address>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), AccountsError> {
@@ -220,6 +228,14 @@ mod tests {
             })
             .await
             .is_err()
+        );
+    }
+
+    #[test]
+    fn errors_lose_their_addresses() {
+        assert_eq!(
+            scrub("permanent error (550): <ada@example.org> no such user"),
+            "permanent error (550): <address> no such user"
         );
     }
 
