@@ -231,6 +231,110 @@ mod tests {
         );
     }
 
+    /// aiosmtpd on a free loopback port, storing mail in a Maildir.
+    struct Smtp {
+        child: std::process::Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    impl Drop for Smtp {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn smtp_server() -> Smtp {
+        let installed = std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed,
+            "Python's aiosmtpd is missing: python3 -m pip install aiosmtpd==1.4.6 (cargo xtask test installs it)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("conclave-smtp-{}", conclave_types::random_base62(8)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir.join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Smtp { child, port, dir }
+    }
+
+    #[tokio::test]
+    async fn smtp_delivers_and_starttls_is_required_when_asked() {
+        let server = smtp_server();
+        let mail = Mail {
+            to: "ada@example.org".into(),
+            subject: "Confirm".into(),
+            body: "http://localhost:7880/account/confirm#token=abc".into(),
+        };
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: server.port,
+            security: SmtpSecurity::None,
+            username: String::new(),
+            password: String::new(),
+        };
+        Mailer::smtp(&settings, "noreply@conclave.invalid")
+            .expect("mailer")
+            .send(&mail)
+            .await
+            .expect("delivered");
+        let inbox = server.dir.join("maildir/new");
+        let files: Vec<_> = std::fs::read_dir(&inbox).expect("maildir").flatten().collect();
+        assert_eq!(files.len(), 1);
+        let text = std::fs::read_to_string(files[0].path()).expect("read");
+        assert!(text.contains("#token=abc"));
+        // This server offers no STARTTLS: a mailer that requires it refuses to send in clear.
+        let starttls = SmtpSettings {
+            security: SmtpSecurity::StartTls,
+            ..settings.clone()
+        };
+        let e = Mailer::smtp(&starttls, "noreply@conclave.invalid")
+            .expect("mailer")
+            .send(&mail)
+            .await
+            .expect_err("no clear-text fallback");
+        assert!(!e.to_string().contains("ada@"), "{e}");
+        let tls = SmtpSettings {
+            security: SmtpSecurity::Tls,
+            ..settings
+        };
+        assert!(
+            Mailer::smtp(&tls, "noreply@conclave.invalid")
+                .expect("mailer")
+                .send(&mail)
+                .await
+                .is_err()
+        );
+        assert_eq!(std::fs::read_dir(&inbox).expect("maildir").count(), 1);
+    }
+
     #[test]
     fn errors_lose_their_addresses() {
         assert_eq!(
