@@ -915,3 +915,30 @@ fn email_addresses_are_normalised_and_checked() {
     assert!(check_display_name("Ada\u{0}").is_err());
     assert_eq!(check_display_name(" Ada ").expect("ok"), "Ada");
 }
+
+/// Untrusted text through every parser of the crate: nothing panics.
+#[test]
+fn untrusted_text_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let alphabet: Vec<char> = "aZ09@.-_=+/ #%\u{0}\u{7f}\u{e9}\u{1F600}\u{202e}:;<>\"'\\"
+        .chars()
+        .collect();
+    let policy = password::PasswordPolicy::default();
+    let secret = totp::new_secret();
+    for _ in 0..2_000 {
+        let len = rng.random_range(0..80);
+        let s: String = (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect();
+        let _ = normalise_email(&s);
+        let _ = check_display_name(&s);
+        let _ = policy.check(&s, &[&s]);
+        let _ = totp::matching_step(&secret, &s, T0);
+        let _ = secrets::looks_like_token(&s);
+        let _ = secrets::open(&[1u8; 32], "usr_x", &s);
+        let _ = secrets::open(&[1u8; 32], "usr_x", &format!("v1.{s}"));
+        let _ = UserId::parse(&s);
+        let _ = PasskeyId::parse(&s);
+    }
+}
