@@ -219,6 +219,16 @@ pub fn start_target(cfg: &RunConfig) -> Result<Box<dyn Target>, String> {
     })
 }
 
+/// The resident memory of the target with nobody connected, a second
+/// after it started.
+pub async fn idle_rss_kib(cfg: &RunConfig) -> Result<u64, String> {
+    let target = start_target(cfg)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proc_usage(target.pid())
+        .map(|u| u.rss_kib)
+        .ok_or_else(|| "the target's memory could not be read from /proc".into())
+}
+
 /// Runs one scenario against one target and reports.
 pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
     let target = start_target(cfg)?;

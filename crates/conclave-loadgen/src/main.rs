@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use conclave_loadgen::{Report, RunConfig, Scenario, TargetKind, ceiling, label, pin_self, run, table};
+use conclave_loadgen::{
+    Report, RunConfig, Scenario, TargetKind, ceiling, idle_rss_kib, label, pin_self, run, table,
+};
 use livekit_protocol::VideoQuality;
 
 #[derive(Parser)]
@@ -133,6 +135,7 @@ fn config(
 
 fn write_json(
     path: &Option<PathBuf>,
+    idle_rss_kib: Option<u64>,
     reports: &[Report],
     ratios: &[serde_json::Value],
 ) -> Result<(), String> {
@@ -140,6 +143,7 @@ fn write_json(
         let doc = serde_json::json!({
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "args": std::env::args().skip(1).collect::<Vec<_>>(),
+            "conclave_idle_rss_kib": idle_rss_kib,
             "reports": reports,
             "ratios": ratios,
         });
@@ -161,6 +165,14 @@ async fn bench(
     rounds: usize,
     common: &Common,
 ) -> Result<(), String> {
+    let idle = idle_rss_kib(&config(
+        TargetKind::Conclave,
+        Scenario::AudioFanout,
+        0,
+        Layer::Low,
+        common,
+    )?)
+    .await?;
     let mut reports = Vec::new();
     let mut ratios = Vec::new();
     for &scenario in scenarios {
@@ -201,6 +213,10 @@ async fn bench(
         }
     }
     println!("{}", table(&reports));
+    println!(
+        "Conclave with nobody connected: {:.1} MiB resident",
+        idle as f64 / 1024.0
+    );
     println!("Conclave / ceiling, forwarded packets per target CPU-second (medians):");
     for r in &ratios {
         println!(
@@ -217,7 +233,7 @@ async fn bench(
             },
         );
     }
-    write_json(&common.json, &reports, &ratios)
+    write_json(&common.json, Some(idle), &reports, &ratios)
 }
 
 async fn main_async(cli: Cli) -> Result<(), String> {
@@ -235,7 +251,7 @@ async fn main_async(cli: Cli) -> Result<(), String> {
         } => {
             let report = run(&config(target, scenario, participants, layer, &common)?).await?;
             print!("{}", table(std::slice::from_ref(&report)));
-            write_json(&common.json, std::slice::from_ref(&report), &[])
+            write_json(&common.json, None, std::slice::from_ref(&report), &[])
         }
         Cmd::Bench {
             sizes,

@@ -99,6 +99,10 @@ fn bench_prints_ratios() {
         assert_eq!(r["pinned"], true, "{r}");
     }
     assert_eq!(reports[2]["layer"], "high");
+    assert!(
+        doc["conclave_idle_rss_kib"].as_u64().is_some_and(|k| k > 0),
+        "{doc}"
+    );
     let ratios = doc["ratios"].as_array().expect("ratios");
     assert_eq!(ratios.len(), 2, "{doc}");
     for ratio in ratios {
