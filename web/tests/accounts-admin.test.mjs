@@ -71,6 +71,11 @@ test('the first administrator enrols a second factor, then invites, disables and
     await page.getByTestId('totp-confirm-code').fill(totpCode(secret));
     await page.getByTestId('totp-confirm-submit').click();
     await page.getByTestId('enrol-continue').click();
+    // The only second factor of an administrator cannot be removed.
+    await page.getByTestId('totp-remove').click();
+    await page.getByTestId('totp-remove-password').fill(PASSWORD);
+    await page.getByTestId('totp-remove-confirm-submit').click();
+    await page.getByTestId('totp-remove-confirm-error').getByText(/must keep a second factor/).waitFor({ timeout: 10_000 });
     await page.getByTestId('admin-link').click();
     await page.getByTestId('admin-users').waitFor({ timeout: 10_000 });
 

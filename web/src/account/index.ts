@@ -314,6 +314,28 @@ async function showEnrol(s: Me, required: boolean): Promise<void> {
 
 // ---------- the account overview ----------
 
+/**
+ * A button that, for accounts with a password, first asks for it in a
+ * small form in place (a password never goes through a browser dialog).
+ */
+function withPassword(hasPassword: boolean, text: string, testId: string, action: (password: string) => Promise<void>): HTMLElement {
+  const box = h('span', { class: 'with-password' });
+  const run = (password: string) => action(password);
+  const start = button(text, testId, () => {
+    if (!hasPassword) {
+      run('').catch((err: unknown) => notify(err instanceof Error ? err.message : 'That did not work.', 'error'));
+      return;
+    }
+    const pw = field('Your password', { type: 'password', autocomplete: 'current-password', 'data-testid': `${testId}-password` });
+    const f = form(`${testId}-confirm`, text, [pw.wrap], () => run(pw.input.value), [button('Cancel', `${testId}-cancel`, () => box.replaceChildren(start))]);
+    box.replaceChildren(f.form);
+    pw.input.focus();
+  });
+  box.append(start);
+  return box;
+}
+
+
 async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
   const a = s.account;
   const cfg = await serverConfig();
@@ -339,12 +361,9 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
         {},
         `${p.name} (added ${when(p.created_at)})`,
         ' ',
-        button('Remove', `passkey-remove-${p.id}`, () => {
-          const password = a.has_password ? window.prompt('Enter your password to remove this passkey') : '';
-          if (password === null) return;
-          post('/passkeys/remove', { id: p.id, password })
-            .then(reload)
-            .catch((err: unknown) => notify(err instanceof Error ? err.message : 'Could not remove.', 'error'));
+        withPassword(a.has_password, 'Remove', `passkey-remove-${p.id}`, async (password) => {
+          await post('/passkeys/remove', { id: p.id, password });
+          reload();
         }),
       ),
     ),
@@ -355,12 +374,9 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
     h('h2', { id: 'factors-h', text: 'Second factors' }),
     h('p', { 'data-testid': 'totp-state', text: a.totp ? 'Authenticator app: set up.' : 'Authenticator app: not set up.' }),
     a.totp
-      ? button('Remove the authenticator app', 'totp-remove', () => {
-          const password = a.has_password ? window.prompt('Enter your password to remove the authenticator app') : '';
-          if (password === null) return;
-          post('/totp/remove', { password })
-            .then(reload)
-            .catch((err: unknown) => notify(err instanceof Error ? err.message : 'Could not remove.', 'error'));
+      ? withPassword(a.has_password, 'Remove the authenticator app', 'totp-remove', async (password) => {
+          await post('/totp/remove', { password });
+          reload();
         })
       : totpSection(s, afterEnrol),
     h('h3', { text: 'Passkeys' }),
