@@ -6,8 +6,13 @@ export interface Session {
   room: string;
   name: string;
   identity?: string;
-  /** 'open': token obtained from /api/join; 'invite': token from an invitation link. */
-  source: 'open' | 'invite';
+  /**
+   * 'open': token obtained from /api/join; 'invite': token from an invitation
+   * link; 'meeting': token from admission to a meeting (/m/<id>).
+   */
+  source: 'open' | 'invite' | 'meeting';
+  /** The meeting's id, for the meetings API calls made from inside it. */
+  meetingId?: string;
   /**
    * The meeting's end-to-end encryption key, from the link's `#key=` part.
    * It stays in the browser: the part after `#` is never sent to a server.

@@ -114,7 +114,13 @@ export function showLanding(options: LandingOptions): void {
       h('h1', { id: 'landing-title', text: 'Join a meeting' }),
       h('p', { class: 'lead', text: 'Enter your name and the name of the room you were given.' }),
       form,
-      h('p', { class: 'field-hint' }, h('a', { href: '/account', 'data-testid': 'account-link', text: 'Your account' })),
+      h(
+        'p',
+        { class: 'field-hint' },
+        h('a', { href: '/meetings', 'data-testid': 'meetings-link', text: 'Your meetings' }),
+        ' · ',
+        h('a', { href: '/account', 'data-testid': 'account-link', text: 'Your account' }),
+      ),
     ),
   );
   showScreen(screen, nameInput.value === '' ? nameInput : roomInput.value === '' ? roomInput : submit);

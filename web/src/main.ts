@@ -8,6 +8,8 @@ import { showLeft } from './left';
 import type { DeviceChoice } from './media';
 import { showPrejoin } from './prejoin';
 import { enterRoom, type MeetingEnd } from './room';
+import { meetingIdFromPath, showInvitation } from './meetings/invitation';
+import { startMeetings } from './meetings/list';
 import { clearNotices } from './ui';
 
 interface Preferences {
@@ -36,7 +38,7 @@ function prejoin(session: Session, prefs: Preferences): void {
         clearNotices();
         left(session, end);
       }),
-    onCancel: () => landing(session.name || undefined, session.room || undefined),
+    onCancel: () => (session.meetingId ? invitation(session.meetingId) : landing(session.name || undefined, session.room || undefined)),
   };
   if (prefs.micOn !== undefined) options.micOn = prefs.micOn;
   if (prefs.cameraOn !== undefined) options.cameraOn = prefs.cameraOn;
@@ -59,19 +61,36 @@ function left(session: Session, end: MeetingEnd): void {
         prejoin(session, prefs);
       }
     },
-    onHome: () => landing(session.name || undefined, session.source === 'open' ? session.room : undefined),
+    onHome: () => (session.meetingId ? invitation(session.meetingId) : landing(session.name || undefined, session.source === 'open' ? session.room : undefined)),
   };
   if (end.detail) options.detail = end.detail;
   showLeft(options);
 }
 
+/** The invitation page of a meeting, then its lobby, pre-join and room. */
+function invitation(id: string, message?: string): void {
+  const options: Parameters<typeof showInvitation>[0] = { id, onAdmitted: (session) => prejoin(session, {}) };
+  if (message) options.message = message;
+  void showInvitation(options);
+}
+
 function start(): void {
-  if (window.location.pathname === '/account' || window.location.pathname.startsWith('/account/')) {
+  const path = window.location.pathname;
+  if (path === '/account' || path.startsWith('/account/')) {
     startAccount();
+    return;
+  }
+  if (path === '/meetings' || path === '/meetings/') {
+    void startMeetings();
     return;
   }
   const params = takeHashParams();
   e2eeKey = params.key;
+  const meetingId = meetingIdFromPath(path);
+  if (meetingId) {
+    invitation(meetingId);
+    return;
+  }
   if (params.token) {
     const info = readToken(params.token);
     if (!info) {

@@ -126,3 +126,36 @@ export async function me(): Promise<Me | null> {
 export function forgetSession(): void {
   csrf = null;
 }
+
+/** The session's CSRF token, once `me()` or a sign-in step has returned it. */
+export function csrfToken(): string | null {
+  return csrf;
+}
+
+const RETURN_KEY = 'conclave.returnTo';
+
+/** Remembers a page of this app to return to after signing in (same tab only). */
+export function setReturnPath(path: string): void {
+  if (!isLocalPath(path)) return;
+  try {
+    window.sessionStorage.setItem(RETURN_KEY, path);
+  } catch {
+    // Storage unavailable: the user comes back by hand.
+  }
+}
+
+/** The page to return to after signing in, taken (it is used once). */
+export function takeReturnPath(): string | null {
+  try {
+    const path = window.sessionStorage.getItem(RETURN_KEY);
+    window.sessionStorage.removeItem(RETURN_KEY);
+    return path && isLocalPath(path) ? path : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A path on this origin: one leading slash, never a scheme or another host. */
+function isLocalPath(path: string): boolean {
+  return /^\/(?![\/\\])[^\s]*$/.test(path) && !path.startsWith('/api/');
+}

@@ -3,7 +3,7 @@
 // (second factors, sessions, password, deletion) and administration.
 
 import { h, notify } from '../ui';
-import { AccountError, forgetSession, get, me, post, type Me, type ServerConfig, type SessionInfo } from './api';
+import { AccountError, forgetSession, get, me, post, setReturnPath, takeReturnPath, type Me, type ServerConfig, type SessionInfo } from './api';
 import { showAdmin } from './admin';
 import { button, card, field, form, link, show, when } from './forms';
 import * as webauthn from './webauthn';
@@ -65,6 +65,12 @@ async function withSession(page: (s: Me) => void | Promise<void>): Promise<void>
   if (!s) return showSignIn();
   if (s.level === 'second_factor') return showSecondFactor(s);
   if (s.level === 'must_enrol') return showEnrol(s, true);
+  // Signed in on the way to a meeting: back to its invitation page.
+  const back = takeReturnPath();
+  if (back) {
+    window.location.assign(back);
+    return;
+  }
   return page(s);
 }
 
@@ -74,6 +80,8 @@ async function showSignIn(): Promise<void> {
   const cfg = await serverConfig();
   const existing = await me();
   if (existing) return withSession((s) => showOverview(s));
+  const next = new URLSearchParams(window.location.search).get('next');
+  if (next) setReturnPath(next);
   const oidcError = takeHash('error');
   const email = field('E-mail address', { type: 'email', autocomplete: 'username', required: true, maxlength: 254, 'data-testid': 'signin-email' });
   const password = field('Password', { type: 'password', autocomplete: 'current-password', required: true, 'data-testid': 'signin-password' });
@@ -440,7 +448,7 @@ async function showOverview(s: Me, newCodes?: string[] | null): Promise<void> {
     sessionsSection,
     passwordSection,
     deleteSection,
-    h('div', { class: 'actions account-section' }, link('Join a meeting', '/'), button('Sign out', 'sign-out', () => void signOut())),
+    h('div', { class: 'actions account-section' }, h('a', { href: '/meetings', 'data-testid': 'meetings-link', text: 'Your meetings' }), h('a', { href: '/', text: 'Join a meeting' }), button('Sign out', 'sign-out', () => void signOut())),
   );
   screen.querySelector('h1')?.setAttribute('data-testid', 'account-title');
   show(screen);
