@@ -18,8 +18,14 @@ import {
   Track,
 } from 'livekit-client';
 import { signallingUrl, type Session } from './api';
+import { meetingLink } from './meetings/api';
 import { listDevices, mediaErrorMessage, type DeviceChoice, type DeviceKind } from './media';
 import type { JoinChoices } from './prejoin';
+import { Chat, CHAT_TOPIC } from './room/chat';
+import { FILE_TOPIC, Files } from './room/files';
+import { Moderation } from './room/moderation';
+import { handRaisedAt, labels, mayChat, mayPublish, verifiedDomain, type Source } from './room/roster';
+import { chime } from './sound';
 import { append, deviceSelect, h, icon, initials, notify, showScreen } from './ui';
 
 export interface MeetingEnd {
@@ -45,7 +51,13 @@ interface ParticipantView {
   micBadge: HTMLElement;
   item: HTMLElement;
   itemName: HTMLElement;
+  itemLabels: HTMLElement;
   itemState: HTMLElement;
+  tileLabels: HTMLElement;
+  handBadge: HTMLElement;
+  actionsSlot: HTMLElement;
+  /** Whether the moderation menu was built (for moderators only). */
+  moderated: boolean;
   attached?: Track;
 }
 
@@ -102,6 +114,12 @@ class Meeting {
   private readonly micButton = h('button', { type: 'button', class: 'control', 'data-testid': 'mic-toggle' });
   private readonly camButton = h('button', { type: 'button', class: 'control', 'data-testid': 'camera-toggle' });
   private readonly screenButton = h('button', { type: 'button', class: 'control', 'data-testid': 'screen-share-toggle' });
+  private readonly handButton = h('button', { type: 'button', class: 'control', 'data-testid': 'hand-toggle', hidden: true });
+  /** Why a control is unavailable; the controls point to it with aria-describedby. */
+  private readonly controlsHint = h('p', { id: 'controls-hint', class: 'controls-hint', 'data-testid': 'controls-hint', 'aria-live': 'polite', hidden: true });
+  private readonly moderation?: Moderation;
+  private readonly files?: Files;
+  private readonly chat: Chat;
   private readonly panelButton = h('button', { type: 'button', class: 'control control-secondary', 'data-testid': 'participants-toggle', 'aria-controls': 'side-panel' });
   private readonly leaveButton = h('button', { type: 'button', class: 'control control-leave', 'data-testid': 'leave-button' }, icon('leave'), h('span', { text: 'Leave' }));
   private readonly audioButton = h('button', { type: 'button', class: 'button button-primary', hidden: true, 'data-testid': 'start-audio' }, icon('speaker'), ' Allow audio playback');
@@ -123,6 +141,18 @@ class Meeting {
   ) {
     this.devices = { ...choices.devices };
     this.wanted = { mic: !!choices.audio, cam: !!choices.video };
+    this.chat = new Chat(room, (p) => this.displayName(p), (from, text) => {
+      if (this.panel.hidden) notify(`${from}: ${text.length > 120 ? `${text.slice(0, 120)}…` : text}`);
+    });
+    if (session.meetingId) {
+      const token = () => session.token;
+      this.moderation = new Moderation(room, session.meetingId, token, {
+        onChange: () => this.afterRoleChange(),
+        unmute: (source) => this.unmuteOnRequest(source),
+        displayName: (p) => this.displayName(p),
+      });
+      this.files = new Files(session.meetingId, token);
+    }
   }
 
   start(): void {
@@ -133,6 +163,7 @@ class Meeting {
     this.updateControls();
     this.updateConnectionState(this.room.state);
     this.updateAudioPlayback();
+    void this.moderation?.refresh();
     void this.applyDevices().then(() => this.publishChosenTracks());
   }
 
@@ -158,8 +189,16 @@ class Meeting {
   private async publishChosenTracks(): Promise<void> {
     const { audio, video } = this.choices;
     const jobs: Array<Promise<unknown>> = [];
-    if (audio) jobs.push(this.room.localParticipant.publishTrack(audio, { source: Track.Source.Microphone }));
-    if (video) jobs.push(this.room.localParticipant.publishTrack(video, { source: Track.Source.Camera }));
+    const lp = this.room.localParticipant;
+    // Sources the meeting does not allow are not offered (the server would refuse them).
+    if (audio && !mayPublish(lp, 'microphone')) {
+      audio.stop();
+      this.wanted.mic = false;
+    } else if (audio) jobs.push(lp.publishTrack(audio, { source: Track.Source.Microphone }));
+    if (video && !mayPublish(lp, 'camera')) {
+      video.stop();
+      this.wanted.cam = false;
+    } else if (video) jobs.push(lp.publishTrack(video, { source: Track.Source.Camera }));
     const results = await Promise.allSettled(jobs);
     if (results.some((r) => r.status === 'rejected') && !this.ended) {
       notify('Your camera or microphone could not be shared with the room.', 'error');
@@ -173,11 +212,31 @@ class Meeting {
     room
       .on(RoomEvent.ParticipantConnected, (p) => {
         this.sync(p);
+        chime('join');
         notify(`${this.displayName(p)} joined`);
       })
       .on(RoomEvent.ParticipantDisconnected, (p) => {
         this.remove(p);
+        chime('leave');
         notify(`${this.displayName(p)} left`);
+      })
+      .on(RoomEvent.ParticipantAttributesChanged, (changed, p) => {
+        if (p === this.room.localParticipant && 'conclave.role' in changed) {
+          this.moderation?.roleChanged();
+          this.afterRoleChange();
+        }
+        this.syncAndControls(p);
+      })
+      .on(RoomEvent.ParticipantPermissionsChanged, (_prev, p) => {
+        if (p !== this.room.localParticipant) return;
+        this.updateControls();
+        void this.moderation?.refresh();
+      })
+      .on(RoomEvent.DataReceived, (payload, participant, _kind, topic) => {
+        if (topic === CHAT_TOPIC) this.chat.receive(payload, participant);
+        else if (topic === FILE_TOPIC) {
+          if (!participant) this.files?.receive(payload);
+        } else this.moderation?.receive(topic, payload, participant);
       })
       .on(RoomEvent.TrackSubscribed, (track, _pub, p) => {
         if (track.kind === Track.Kind.Audio) this.attachAudio(track);
@@ -233,13 +292,24 @@ class Meeting {
       );
     }
 
-    if (this.session.source === 'open') {
+    if (this.session.meetingId) {
+      const copy = h('button', { type: 'button', class: 'button button-secondary button-small', 'data-testid': 'copy-link' }, icon('link'), ' Copy meeting link');
+      copy.addEventListener('click', () => void this.copyText(meetingLink(this.session.meetingId!, this.session.e2eeKey), 'Meeting link'));
+      header.appendChild(copy);
+    } else if (this.session.source === 'open') {
       const copy = h('button', { type: 'button', class: 'button button-secondary button-small', 'data-testid': 'copy-link' }, icon('link'), ' Copy room link');
       copy.addEventListener('click', () => void this.copyLink());
       header.appendChild(copy);
     }
 
-    this.panel.replaceChildren(this.listTitle, this.list, this.deviceSettings());
+    this.panel.replaceChildren(
+      ...(this.moderation ? [this.moderation.lobbySection] : []),
+      h('section', { class: 'panel-section', 'aria-labelledby': 'participants-title' }, this.listTitle, this.list),
+      ...(this.moderation ? [this.moderation.meetingSection] : []),
+      this.chat.section,
+      ...(this.files ? [this.files.section] : []),
+      this.deviceSettings(),
+    );
     this.panelButton.addEventListener('click', () => this.setPanelOpen(this.panel.hidden !== false));
     const wide = window.matchMedia('(min-width: 900px)');
     this.setPanelOpen(wide.matches);
@@ -247,6 +317,14 @@ class Meeting {
     this.micButton.addEventListener('click', () => void this.toggleMic());
     this.camButton.addEventListener('click', () => void this.toggleCamera());
     this.screenButton.addEventListener('click', () => void this.toggleScreenShare());
+    this.handButton.hidden = !this.moderation;
+    this.handButton.addEventListener('click', () => {
+      const raised = handRaisedAt(this.room.localParticipant) !== null;
+      this.handButton.disabled = true;
+      void this.moderation?.setHand(!raised).finally(() => {
+        this.handButton.disabled = false;
+      });
+    });
     // Browsers without screen capture (most phones) get no button.
     this.screenButton.hidden = typeof navigator.mediaDevices?.getDisplayMedia !== 'function';
     this.leaveButton.addEventListener('click', () => {
@@ -263,6 +341,7 @@ class Meeting {
       this.micButton,
       this.camButton,
       this.screenButton,
+      this.handButton,
       this.panelButton,
       this.leaveButton,
     );
@@ -274,6 +353,8 @@ class Meeting {
       this.banner,
       h('div', { class: 'audio-prompt' }, this.audioButton),
       h('div', { class: 'room-body' }, h('div', { class: 'stage', 'aria-label': 'Participants video' }, this.grid), this.panel),
+      this.moderation ? this.moderation.askArea : null,
+      this.controlsHint,
       controls,
       this.audioSink,
     );
@@ -320,17 +401,28 @@ class Meeting {
     const avatar = h('div', { class: 'tile-avatar' }, h('span', { class: 'avatar' }));
     const micBadge = h('span', { class: 'mic-badge', hidden: true, title: 'Microphone off' }, icon('micOff'), h('span', { class: 'visually-hidden', text: 'Microphone off' }));
     const label = h('span', { class: 'tile-name' });
+    const tileLabels = h('span', { class: 'tile-labels' });
+    const handBadge = h('span', { class: 'hand-badge', hidden: true, 'data-testid': 'tile-hand' }, '✋', h('span', { class: 'visually-hidden', text: 'Hand raised' }));
     const tile = h(
       'div',
       { class: 'tile', 'data-testid': 'video-tile', 'data-identity': p.identity, role: 'group' },
       video,
       avatar,
-      h('div', { class: 'tile-footer' }, micBadge, label),
+      h('div', { class: 'tile-footer' }, micBadge, handBadge, label, tileLabels),
     );
     const itemName = h('span', { class: 'item-name' });
+    const itemLabels = h('span', { class: 'item-labels', 'data-testid': 'participant-labels' });
     const itemState = h('span', { class: 'item-state' });
-    const item = h('li', { class: 'participant-item', 'data-testid': 'participant-item', 'data-identity': p.identity }, h('span', { class: 'avatar avatar-small', 'aria-hidden': 'true' }), itemName, itemState);
-    const view: ParticipantView = { tile, video, avatar, label, micBadge, item, itemName, itemState };
+    const actionsSlot = h('span', { class: 'item-actions-slot' });
+    const item = h(
+      'li',
+      { class: 'participant-item', 'data-testid': 'participant-item', 'data-identity': p.identity },
+      h('span', { class: 'avatar avatar-small', 'aria-hidden': 'true' }),
+      h('span', { class: 'item-main' }, itemName, itemLabels),
+      itemState,
+      actionsSlot,
+    );
+    const view: ParticipantView = { tile, video, avatar, label, micBadge, item, itemName, itemLabels, itemState, tileLabels, handBadge, actionsSlot, moderated: false };
     this.views.set(p.identity, view);
     if (isLocal) {
       this.grid.prepend(tile);
@@ -364,12 +456,35 @@ class Meeting {
 
     v.item.dataset.name = name;
     v.itemName.replaceChildren(name, isLocal ? h('span', { class: 'item-you', text: ' (you)' }) : '');
+    const tags = labels(p);
+    const domain = verifiedDomain(p);
+    v.itemLabels.replaceChildren(
+      ...tags.map((l) => h('span', { class: `tag tag-${l.kind}`, title: l.title, 'data-label': l.text, text: l.text })),
+      domain ? h('span', { class: 'tag tag-verified', title: `Account verified at ${domain}`, text: domain }) : '',
+    );
+    v.tileLabels.replaceChildren(...tags.map((l) => h('span', { class: `tag tag-${l.kind}`, title: l.title, text: l.text })));
+    v.item.dataset.labels = tags.map((l) => l.text).join(' ');
+    const sharing = p.isScreenShareEnabled;
+    const hand = handRaisedAt(p) !== null;
+    v.handBadge.hidden = !hand;
     v.itemState.replaceChildren(
+      hand ? h('span', { class: 'state state-hand', title: 'Hand raised', 'data-testid': 'item-hand' }, '✋', h('span', { class: 'visually-hidden', text: 'hand raised' })) : '',
       h('span', { class: micOn ? 'state state-on' : 'state state-off', title: micOn ? 'Microphone on' : 'Microphone off' }, icon(micOn ? 'mic' : 'micOff'), h('span', { class: 'visually-hidden', text: micOn ? 'microphone on' : 'microphone off' })),
       h('span', { class: camOn ? 'state state-on' : 'state state-off', title: camOn ? 'Camera on' : 'Camera off' }, icon(camOn ? 'camera' : 'cameraOff'), h('span', { class: 'visually-hidden', text: camOn ? 'camera on' : 'camera off' })),
+      sharing ? h('span', { class: 'state state-on', title: 'Sharing the screen' }, icon('screen'), h('span', { class: 'visually-hidden', text: 'sharing the screen' })) : '',
     );
     v.item.dataset.mic = micOn ? 'on' : 'off';
     v.item.dataset.camera = camOn ? 'on' : 'off';
+    v.item.dataset.screen = sharing ? 'on' : 'off';
+    v.item.dataset.hand = hand ? 'up' : 'down';
+    v.tile.dataset.mic = micOn ? 'on' : 'off';
+    v.tile.dataset.camera = camOn ? 'on' : 'off';
+    const moderator = !!this.moderation?.isModerator();
+    if (moderator !== v.moderated) {
+      v.moderated = moderator;
+      const menu = moderator ? this.moderation!.actionsFor(p) : null;
+      v.actionsSlot.replaceChildren(...(menu ? [menu] : []));
+    }
     (v.item.firstElementChild as HTMLElement).textContent = initials(name);
 
     // Video: attach the camera track when there is one and it is not muted.
@@ -493,11 +608,60 @@ class Meeting {
     this.screenButton.setAttribute('aria-label', sharing ? 'Stop sharing your screen' : 'Share your screen');
     this.screenButton.setAttribute('aria-pressed', String(sharing));
     this.screenButton.classList.toggle('control-active', sharing);
+
+    // Rights: a control that would switch something on without the right
+    // stays visible, marked unavailable, and says why (the server enforces it).
+    const reasons: string[] = [];
+    const gate = (button: HTMLButtonElement, source: Source, on: boolean, why: string) => {
+      const blocked = !on && !mayPublish(lp, source);
+      button.setAttribute('aria-disabled', String(blocked));
+      button.classList.toggle('control-locked', blocked);
+      if (blocked) {
+        button.title = why;
+        button.setAttribute('aria-describedby', 'controls-hint');
+        reasons.push(why);
+      } else {
+        button.removeAttribute('title');
+        button.removeAttribute('aria-describedby');
+      }
+    };
+    gate(this.micButton, 'microphone', micOn, 'The hosts have not allowed you to use your microphone.');
+    gate(this.camButton, 'camera', camOn, 'The hosts have not allowed you to use your camera.');
+    gate(this.screenButton, 'screen_share', sharing, 'Only people the hosts allow can share their screen.');
+    this.controlsHint.textContent = reasons.join(' ');
+    this.controlsHint.hidden = reasons.length === 0;
+    this.chat.setAllowed(mayChat(lp));
+    this.files?.setAllowed(this.moderation?.mayShareFiles() ?? false);
+
+    const hand = handRaisedAt(lp) !== null;
+    this.handButton.replaceChildren(h('span', { class: 'hand-icon', 'aria-hidden': 'true', text: '✋' }), h('span', { text: hand ? 'Lower hand' : 'Raise hand' }));
+    this.handButton.setAttribute('aria-pressed', String(hand));
+    this.handButton.classList.toggle('control-active', hand);
+  }
+
+  /** Explains, instead of acting, when a control is unavailable. */
+  private blocked(button: HTMLButtonElement): boolean {
+    if (button.getAttribute('aria-disabled') !== 'true') return false;
+    notify(button.title || 'This is not allowed in this meeting.', 'warning');
+    return true;
+  }
+
+  /** Own role changed (e.g. made co-host): moderation menus and controls follow. */
+  private afterRoleChange(): void {
+    for (const p of this.everyone()) this.sync(p);
+    this.updateControls();
+  }
+
+  /** The person clicked "Unmute" on a host's request: only then is anything switched on. */
+  private async unmuteOnRequest(source: 'microphone' | 'camera'): Promise<void> {
+    const lp = this.room.localParticipant;
+    if (source === 'microphone' && !lp.isMicrophoneEnabled) await this.toggleMic();
+    if (source === 'camera' && !lp.isCameraEnabled) await this.toggleCamera();
   }
 
   /** Starts or stops sharing the screen (with its audio where the browser offers it). */
   private async toggleScreenShare(): Promise<void> {
-    if (this.busy.screen) return;
+    if (this.busy.screen || this.blocked(this.screenButton)) return;
     this.busy.screen = true;
     this.screenButton.disabled = true;
     const lp = this.room.localParticipant;
@@ -517,7 +681,7 @@ class Meeting {
   }
 
   private async toggleMic(): Promise<void> {
-    if (this.busy.mic) return;
+    if (this.busy.mic || this.blocked(this.micButton)) return;
     this.busy.mic = true;
     this.micButton.disabled = true;
     const lp = this.room.localParticipant;
@@ -536,7 +700,7 @@ class Meeting {
   }
 
   private async toggleCamera(): Promise<void> {
-    if (this.busy.cam) return;
+    if (this.busy.cam || this.blocked(this.camButton)) return;
     this.busy.cam = true;
     this.camButton.disabled = true;
     const lp = this.room.localParticipant;
@@ -591,11 +755,15 @@ class Meeting {
     // The key travels only in the part after '#', which browsers never send.
     if (this.session.e2eeKey) params.set('key', this.session.e2eeKey);
     const link = `${window.location.origin}/#${params.toString()}`;
+    await this.copyText(link, 'Room link');
+  }
+
+  private async copyText(text: string, what: string): Promise<void> {
     try {
-      await navigator.clipboard.writeText(link);
-      notify('Room link copied', 'success');
+      await navigator.clipboard.writeText(text);
+      notify(`${what} copied`, 'success');
     } catch {
-      notify(`Room link: ${link}`);
+      notify(`${what}: ${text}`);
     }
   }
 
