@@ -144,7 +144,7 @@ async function call(path: string, options: CallOptions = {}): Promise<Answer> {
   if (options.bearer) headers.Authorization = `Bearer ${options.bearer}`;
   if (method === 'POST') {
     const csrf = csrfToken();
-    if (csrf && !options.bearer) headers['X-CSRF-Token'] = csrf;
+    if (csrf) headers['X-CSRF-Token'] = csrf;
     if (options.raw) {
       Object.assign(headers, options.raw.headers);
       init.body = options.raw.data;
