@@ -147,7 +147,10 @@ class Meeting {
     if (session.meetingId) {
       const token = () => session.token;
       this.moderation = new Moderation(room, session.meetingId, token, {
-        onChange: () => this.afterRoleChange(),
+        onChange: (state) => {
+          this.files?.seed(state.files);
+          this.afterRoleChange();
+        },
         unmute: (source) => this.unmuteOnRequest(source),
         displayName: (p) => this.displayName(p),
       });

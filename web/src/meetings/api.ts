@@ -57,6 +57,8 @@ export interface Meeting extends MeetingSpec {
   owner?: boolean;
   has_passcode?: boolean;
   locked?: boolean;
+  /** The invitation link as the server states it. */
+  link?: string;
 }
 
 export interface Invitation {
@@ -69,6 +71,9 @@ export interface Invitation {
   passcode: boolean;
   guests: boolean;
   signed_in: boolean;
+  locked: boolean;
+  /** The server's own public address, as configured. */
+  service: string | null;
 }
 
 export type LobbyStateName = 'waiting' | 'admitted' | 'denied' | 'ended' | 'locked' | 'left';
@@ -92,7 +97,17 @@ export interface WaitingPerson {
   name: string;
   guest: boolean;
   verified: string | null;
+  /** Whether the person is on the invitation list (or came with the link). */
+  invited: boolean | null;
   since: number;
+}
+
+export interface SharedFileInfo {
+  id: string;
+  name: string;
+  size: number;
+  type: string;
+  from: string;
 }
 
 export interface MeetingState {
@@ -103,6 +118,7 @@ export interface MeetingState {
   meeting_rights: Rights;
   locked: boolean;
   lobby: WaitingPerson[];
+  files: SharedFileInfo[];
   title?: string;
 }
 
@@ -227,6 +243,7 @@ function normaliseMeeting(m: Record<string, unknown>): Meeting {
   if (typeof m.has_passcode === 'boolean') meeting.has_passcode = m.has_passcode;
   if (typeof m.passcode === 'boolean') meeting.has_passcode = m.passcode;
   if (typeof m.locked === 'boolean') meeting.locked = m.locked;
+  if (typeof m.link === 'string' && m.link !== '') meeting.link = m.link;
   return meeting;
 }
 
@@ -247,6 +264,8 @@ export async function loadInvitation(id: string): Promise<Invitation> {
     passcode: data.passcode === true || data.needs_passcode === true || data.has_passcode === true,
     guests: data.guests === true,
     signed_in: data.signed_in === true,
+    locked: data.locked === true,
+    service: str(data.service),
   };
 }
 
@@ -313,6 +332,7 @@ export function normaliseState(data: Record<string, unknown>): MeetingState {
     meeting_rights: meetingRights,
     locked: data.locked === true,
     lobby: waitingList(data.lobby),
+    files: Array.isArray(data.files) ? data.files.map(fileInfo).filter((f): f is SharedFileInfo => f !== null) : [],
   };
   if (typeof data.title === 'string') state.title = data.title;
   return state;
@@ -325,8 +345,20 @@ export function waitingList(v: unknown): WaitingPerson[] {
     name: typeof w.name === 'string' ? w.name : '',
     guest: w.guest === true,
     verified: typeof w.verified === 'string' && w.verified !== '' ? w.verified : null,
+    invited: typeof w.invited === 'boolean' ? w.invited : null,
     since: typeof w.since === 'number' ? w.since : 0,
   }));
+}
+
+export function fileInfo(v: unknown): SharedFileInfo | null {
+  if (!isRecord(v) || typeof v.id !== 'string' || typeof v.name !== 'string') return null;
+  return {
+    id: v.id,
+    name: v.name,
+    size: typeof v.size === 'number' ? v.size : 0,
+    type: typeof v.type === 'string' ? v.type : '',
+    from: typeof v.from === 'string' ? v.from : '',
+  };
 }
 
 export type ModerationAction =

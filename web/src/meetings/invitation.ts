@@ -36,14 +36,26 @@ function page(title: string, testId: string, ...body: Array<Node | null>): HTMLE
   );
 }
 
-/** Where this page comes from, shown prominently against imitations (DIN SPEC 27008, 4.3.7). */
-function serviceBox(): HTMLElement {
+/**
+ * Where this page comes from, shown prominently against imitations (DIN
+ * SPEC 27008, 4.3.7). `service` is the address the server is configured
+ * with; a page reached under another address says so.
+ */
+function serviceBox(service?: string | null): HTMLElement {
+  let configured: string | null = null;
+  try {
+    configured = service ? new URL(service.includes('://') ? service : `http://${service}`).host || null : null;
+  } catch {
+    configured = null;
+  }
+  const mismatch = configured !== null && configured !== window.location.host;
   return h(
     'div',
     { class: 'service-box', 'data-testid': 'service-address' },
     h('span', { class: 'service-label', text: 'This meeting service is' }),
     h('strong', { class: 'service-host', 'data-testid': 'service-host', text: window.location.host }),
     h('span', { class: 'field-hint', text: 'Enter only if this is the address of your organisation’s meeting service.' }),
+    mismatch ? h('span', { class: 'form-error', 'data-testid': 'service-mismatch', text: `This server’s own address is ${configured}, not the one in your address bar. Be careful.` }) : null,
   );
 }
 
@@ -160,7 +172,8 @@ export async function showInvitation(options: InvitationOptions): Promise<void> 
     'invite-page',
     h('p', { class: 'lead', text: 'You are invited to this meeting.' }),
     details,
-    serviceBox(),
+    invitation.locked ? h('p', { class: 'form-error', 'data-testid': 'invite-locked', text: 'The meeting is locked: nobody new can enter now.' }) : null,
+    serviceBox(invitation.service),
     form ?? h('div', {}, error, h('p', { text: 'Sign in with the account you were invited with to enter.' }), h('div', { class: 'actions' }, signInButton(id))),
   );
   showScreen(screen, nameInput ?? passInput ?? screen.querySelector<HTMLElement>('[data-testid="enter-button"]'));

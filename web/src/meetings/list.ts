@@ -73,7 +73,7 @@ function meetingItem(m: Meeting): HTMLElement {
   const role = m.owner ? 'owner' : m.role;
   const canEdit = role === undefined || role === 'owner' || role === 'host';
   const canDelete = role === undefined || role === 'owner';
-  const link = meetingLink(m.id);
+  const link = m.link ?? meetingLink(m.id);
   const actions = h('span', { class: 'meeting-actions' });
   const open = h('a', { class: 'button button-primary button-small', href: `/m/${encodeURIComponent(m.id)}`, 'data-testid': 'meeting-open' }, 'Open');
   const copyLink = button('Copy link', 'meeting-copy', () => void copy(link, 'Meeting link'));

@@ -2,18 +2,12 @@
 // with the files right, announced to everyone by the server as
 // `conclave.file` packets, downloaded with the participant's token.
 
-import { downloadFile, inMeeting } from '../meetings/api';
+import { downloadFile, fileInfo, inMeeting, type SharedFileInfo } from '../meetings/api';
 import { h, notify } from '../ui';
 
 export const FILE_TOPIC = 'conclave.file';
 
-interface SharedFile {
-  id: string;
-  name: string;
-  size: number;
-  type: string;
-  from: string;
-}
+type SharedFile = SharedFileInfo;
 
 function formatSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -69,17 +63,14 @@ export class Files {
     } catch {
       return;
     }
-    if (typeof data !== 'object' || data === null) return;
-    const d = data as Record<string, unknown>;
-    if (typeof d.id !== 'string' || typeof d.name !== 'string') return;
-    const file: SharedFile = {
-      id: d.id,
-      name: d.name,
-      size: typeof d.size === 'number' ? d.size : 0,
-      type: typeof d.type === 'string' ? d.type : '',
-      from: typeof d.from === 'string' ? d.from : '',
-    };
+    const file = fileInfo(data);
+    if (!file) return;
     if (this.add(file)) notify(`${file.from || 'Someone'} shared ${file.name}`);
+  }
+
+  /** Files shared before this participant came in (from the meeting state). */
+  seed(files: SharedFile[]): void {
+    for (const f of files) this.add(f);
   }
 
   private add(file: SharedFile): boolean {

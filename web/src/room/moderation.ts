@@ -31,7 +31,7 @@ export const MEETING_TOPIC = 'conclave.meeting';
 
 export interface ModerationHooks {
   /** Role, rights or lock changed: controls and roster follow. */
-  onChange: () => void;
+  onChange: (state: MeetingState) => void;
   /** The person chose to unmute after a request (a click of theirs). */
   unmute: (source: 'microphone' | 'camera') => Promise<void>;
   displayName: (p: Participant) => string;
@@ -101,7 +101,7 @@ export class Moderation {
     if (this.isModerator()) this.setWaiting(this.state.lobby);
     this.renderMeetingSection();
     this.renderVisibility();
-    this.hooks.onChange();
+    this.hooks.onChange(this.state);
   }
 
   /** Role or permissions changed from the room's side. */
@@ -186,7 +186,7 @@ export class Moderation {
         const deny = h('button', { type: 'button', class: 'button button-secondary button-small', 'data-testid': 'lobby-deny', 'aria-label': `Deny ${w.name}` }, 'Deny');
         admit.addEventListener('click', () => void this.act(() => inMeeting.admit(this.meetingId, this.token(), { ticket: w.ticket }), 'Could not admit.'));
         deny.addEventListener('click', () => void this.act(() => inMeeting.deny(this.meetingId, this.token(), { ticket: w.ticket }), 'Could not deny.'));
-        const who = w.guest ? 'guest, no account' : w.verified ? `verified: ${w.verified}` : 'account';
+        const who = [w.guest ? 'guest, no account' : w.verified ? `verified: ${w.verified}` : 'account', w.invited === false ? 'not invited, has the link' : w.invited ? 'invited' : ''].filter(Boolean).join(' · ');
         return h(
           'li',
           { class: 'lobby-item', 'data-testid': 'lobby-item', 'data-name': w.name, 'data-ticket': w.ticket },
