@@ -69,6 +69,19 @@ export class Moderation {
   ) {
     this.buildLobby();
     this.buildMeetingSection();
+    // A click elsewhere closes an open participant menu.
+    const onClick = (event: MouseEvent) => {
+      for (const box of document.querySelectorAll<HTMLElement>('.item-actions')) {
+        if (event.target instanceof Node && box.contains(event.target)) continue;
+        const menu = box.querySelector<HTMLElement>('.item-menu');
+        if (menu && !menu.hidden) {
+          menu.hidden = true;
+          box.querySelector('.item-menu-button')?.setAttribute('aria-expanded', 'false');
+        }
+      }
+    };
+    document.addEventListener('click', onClick);
+    room.once('disconnected', () => document.removeEventListener('click', onClick));
   }
 
   // ----- who am I ----------------------------------------------------------
