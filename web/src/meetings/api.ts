@@ -382,9 +382,9 @@ export const inMeeting = {
     }),
 };
 
-/** Header values must be ASCII: other characters travel percent-encoded. */
+/** The server reads X-File-Name percent-encoded (header values must be ASCII). */
 function headerSafeName(name: string): string {
-  return /^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name);
+  return encodeURIComponent(name);
 }
 
 /** Downloads a shared file with the participant's token and hands it to the browser as an attachment. */
