@@ -42,11 +42,12 @@ export async function signIn(page, baseUrl, email, { open = true } = {}) {
  * Plans a meeting at /meetings; returns its id.
  * `invitees`: [{ value, role = 'participant', kind = 'email' }].
  */
-export async function planMeeting(page, baseUrl, { title, invitees = [], lobby = 'everyone' }) {
+export async function planMeeting(page, baseUrl, { title, invitees = [], lobby = 'everyone', guests = false }) {
   await page.goto(`${baseUrl}/meetings`);
   await page.getByTestId('meeting-new').click();
   await page.getByTestId('meeting-title-input').fill(title);
   await page.getByTestId(`meeting-lobby-${lobby}`).check();
+  if (guests) await page.getByTestId('meeting-guests').check();
   for (const [i, invitee] of invitees.entries()) {
     await page.getByTestId('invitee-add').click();
     const row = page.getByTestId('invitee-row').nth(i);
