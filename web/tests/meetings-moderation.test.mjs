@@ -3,7 +3,8 @@
 // shown and nothing is switched on until the participant decides ("Not
 // now" keeps it off, "Unmute" turns it on). A raised hand is seen by the
 // host, who lowers it; screen sharing is unavailable until the host allows
-// it; chat names the sender the server states.
+// it; chat names the sender the server states and stops when the host
+// takes the right away; a co-host gets the lobby; the host ends the meeting.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -97,6 +98,25 @@ test('a host mutes a participant, asks to unmute, and the participant decides', 
     await message.waitFor({ timeout: 20_000 });
     assert.match(await message.innerText(), /Bob Kahn/);
     assert.equal(await message.getAttribute('data-identity'), await bobAtAda.getAttribute('data-identity'));
+
+    // The host takes the chat right away from everyone but the hosts: Bob's chat says so.
+    await ada.page.getByTestId('room-right-chat').selectOption('hosts');
+    await bob.page.locator('[data-testid="chat-input"]:disabled').waitFor({ timeout: 20_000 });
+    assert.match(await bob.page.getByTestId('chat-hint').innerText(), /not allowed/);
+
+    // Made co-host, Bob is labelled so and gets the lobby.
+    await bobAtAda.getByTestId('participant-actions').click();
+    await bobAtAda.getByTestId('action-make-cohost').click();
+    await bobAtAda.locator('[data-label="co-host"]').waitFor({ timeout: 20_000 });
+    await bob.page.getByTestId('lobby-panel').waitFor({ timeout: 20_000 });
+    await bob.page.locator('[data-testid="chat-input"]:enabled').waitFor({ timeout: 20_000 });
+
+    // The host ends the meeting for everyone.
+    await ada.page.getByTestId('meeting-end').click();
+    await ada.page.getByTestId('meeting-end-confirm').click();
+    await bob.page.getByTestId('left-screen').waitFor({ timeout: 20_000 });
+    assert.match(await bob.page.getByTestId('left-reason').innerText(), /ended/);
+    await ada.page.getByTestId('left-screen').waitFor({ timeout: 20_000 });
 
     for (const who of people) assert.deepEqual(await cspViolations(who.page), [], `${who.label}: no CSP violations`);
     failed = false;
