@@ -13,6 +13,8 @@ export interface Session {
   source: 'open' | 'invite' | 'meeting';
   /** The meeting's id, for the meetings API calls made from inside it. */
   meetingId?: string;
+  /** The meeting's title, shown instead of the room name. */
+  title?: string;
   /**
    * The meeting's end-to-end encryption key, from the link's `#key=` part.
    * It stays in the browser: the part after `#` is never sent to a server.

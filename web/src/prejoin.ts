@@ -259,8 +259,8 @@ export function showPrejoin(options: PrejoinOptions): void {
       h(
         'p',
         { class: 'lead' },
-        'Room ',
-        h('strong', { 'data-testid': 'prejoin-room', text: roomName }),
+        session.title ? 'Meeting ' : 'Room ',
+        h('strong', { 'data-testid': 'prejoin-room', text: session.title || roomName }),
         displayName ? ' · joining as ' : '',
         displayName ? h('strong', { text: displayName }) : '',
       ),

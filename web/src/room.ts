@@ -279,7 +279,7 @@ class Meeting {
   // ----- layout ------------------------------------------------------------
 
   private render(): void {
-    const roomName = this.room.name || this.session.room;
+    const roomName = this.session.title || this.room.name || this.session.room;
     const title = h('h1', { class: 'room-title', id: 'room-title' }, h('span', { class: 'visually-hidden', text: 'Meeting room ' }), roomName);
 
     const header = h(
@@ -405,7 +405,7 @@ class Meeting {
     const micBadge = h('span', { class: 'mic-badge', hidden: true, title: 'Microphone off' }, icon('micOff'), h('span', { class: 'visually-hidden', text: 'Microphone off' }));
     const label = h('span', { class: 'tile-name' });
     const tileLabels = h('span', { class: 'tile-labels' });
-    const handBadge = h('span', { class: 'hand-badge', hidden: true, 'data-testid': 'tile-hand' }, '✋', h('span', { class: 'visually-hidden', text: 'Hand raised' }));
+    const handBadge = h('span', { class: 'hand-badge', hidden: true, 'data-testid': 'tile-hand', title: 'Hand raised' }, icon('hand'), h('span', { class: 'visually-hidden', text: 'Hand raised' }));
     const tile = h(
       'div',
       { class: 'tile', 'data-testid': 'video-tile', 'data-identity': p.identity, role: 'group' },
@@ -471,7 +471,7 @@ class Meeting {
     const hand = handRaisedAt(p) !== null;
     v.handBadge.hidden = !hand;
     v.itemState.replaceChildren(
-      hand ? h('span', { class: 'state state-hand', title: 'Hand raised', 'data-testid': 'item-hand' }, '✋', h('span', { class: 'visually-hidden', text: 'hand raised' })) : '',
+      hand ? h('span', { class: 'state state-hand', title: 'Hand raised', 'data-testid': 'item-hand' }, icon('hand'), h('span', { class: 'visually-hidden', text: 'hand raised' })) : '',
       h('span', { class: micOn ? 'state state-on' : 'state state-off', title: micOn ? 'Microphone on' : 'Microphone off' }, icon(micOn ? 'mic' : 'micOff'), h('span', { class: 'visually-hidden', text: micOn ? 'microphone on' : 'microphone off' })),
       h('span', { class: camOn ? 'state state-on' : 'state state-off', title: camOn ? 'Camera on' : 'Camera off' }, icon(camOn ? 'camera' : 'cameraOff'), h('span', { class: 'visually-hidden', text: camOn ? 'camera on' : 'camera off' })),
       sharing ? h('span', { class: 'state state-on', title: 'Sharing the screen' }, icon('screen'), h('span', { class: 'visually-hidden', text: 'sharing the screen' })) : '',
@@ -637,7 +637,7 @@ class Meeting {
     this.files?.setAllowed(this.moderation?.mayShareFiles() ?? false);
 
     const hand = handRaisedAt(lp) !== null;
-    this.handButton.replaceChildren(h('span', { class: 'hand-icon', 'aria-hidden': 'true', text: '✋' }), h('span', { text: hand ? 'Lower hand' : 'Raise hand' }));
+    this.handButton.replaceChildren(icon('hand'), h('span', { text: hand ? 'Lower hand' : 'Raise hand' }));
     this.handButton.setAttribute('aria-pressed', String(hand));
     this.handButton.classList.toggle('control-active', hand);
   }

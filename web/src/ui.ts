@@ -64,6 +64,12 @@ const ICONS = {
   close: ['M6 6l12 12', 'M18 6L6 18'],
   screen: ['M3 4h18a1 1 0 0 1 1 1v11a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1z', 'M8 21h8', 'M12 17v4'],
   screenOff: ['M3 4h18a1 1 0 0 1 1 1v11a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1z', 'M8 21h8', 'M12 17v4', 'M3 3l18 18'],
+  hand: [
+    'M8 13V5.5a1.5 1.5 0 0 1 3 0V11',
+    'M11 10.5V4a1.5 1.5 0 0 1 3 0v6.5',
+    'M14 10.5V5.5a1.5 1.5 0 0 1 3 0V14',
+    'M8 13l-1.6-1.8a1.6 1.6 0 0 0-2.4 2.1L7.5 18a6 6 0 0 0 4.7 3H13a4 4 0 0 0 4-4v-3',
+  ],
 } as const;
 
 export type IconName = keyof typeof ICONS;
@@ -122,7 +128,8 @@ export function clearNotices(): void {
 
 /** Two-letter initials used when a participant has no video. */
 export function initials(name: string): string {
-  const words = name.trim().split(/\s+/).filter(Boolean);
+  // Words that start with a letter or digit: "Eve (guest)" gives "E".
+  const words = name.trim().split(/\s+/).filter((w) => /^[\p{L}\p{N}]/u.test(w));
   if (words.length === 0) return '?';
   const first = [...words[0]!][0] ?? '';
   const last = words.length > 1 ? ([...words[words.length - 1]!][0] ?? '') : '';

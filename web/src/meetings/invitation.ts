@@ -155,7 +155,7 @@ export async function showInvitation(options: InvitationOptions): Promise<void> 
       enterMeeting(id, request)
         .then((result) => {
           const name = request.name ?? account?.account.display_name ?? '';
-          if ('admitted' in result) options.onAdmitted(sessionFor(id, result.admitted, name));
+          if ('admitted' in result) options.onAdmitted(sessionFor(id, result.admitted, name, invitation.title));
           else showLobby(options, invitation, result.ticket, name);
         })
         .catch((err: unknown) => {
@@ -187,9 +187,10 @@ function enterErrorText(err: unknown): string {
   return err instanceof Error ? err.message : 'Something went wrong. Please try again.';
 }
 
-function sessionFor(id: string, admission: Admission, name: string): Session {
+function sessionFor(id: string, admission: Admission, name: string, title: string): Session {
   const info = readToken(admission.token);
   const session: Session = { token: admission.token, room: info?.room ?? id, name: info?.name ?? admission.name ?? name, source: 'meeting', meetingId: id };
+  if (title) session.title = title;
   const identity = admission.identity ?? info?.identity;
   if (identity) session.identity = identity;
   return session;
@@ -265,7 +266,7 @@ function showLobby(options: InvitationOptions, invitation: Invitation, ticket: s
           state.textContent = STATE_TEXT.admitted;
           const admission: Admission = { token: s.token };
           if (s.identity) admission.identity = s.identity;
-          options.onAdmitted(sessionFor(id, admission, name));
+          options.onAdmitted(sessionFor(id, admission, name, invitation.title));
           return;
         }
         finish(s.state === 'admitted' ? 'ended' : s.state);
