@@ -268,6 +268,10 @@ class Meeting {
       .on(RoomEvent.EncryptionError, () => {
         if (this.warnedDecryption) return;
         this.warnedDecryption = true;
+        // The notice goes away; the header keeps saying it.
+        this.grid.closest('.screen')?.querySelector('.room-header')?.appendChild(
+          h('span', { class: 'e2ee-badge e2ee-problem', role: 'status', 'data-testid': 'e2ee-problem', title: 'Someone in the meeting uses another key: their media cannot be shown.' }, 'Some media could not be decrypted'),
+        );
         notify('Some media could not be decrypted. Everyone must join with the same meeting link.', 'error');
       });
 
