@@ -1,5 +1,6 @@
-// Guests and files: with guests allowed by the operator and the host, a
-// person without an account asks to enter by name, waits, is admitted and
+// Guests and files: with guests allowed by the operator and the host (and
+// a passcode added by editing the meeting), a person without an account
+// asks to enter by name and passcode, waits, is admitted and
 // is labelled as a guest for everyone. The host shares a file; the guest,
 // who may not share files, downloads it. Once the host locks the meeting,
 // nobody new gets in.
@@ -27,12 +28,25 @@ test('a guest is let in and labelled, downloads a shared file, and a locked meet
     await signIn(ada.page, server.url, 'ada@example.org');
     await ada.page.getByTestId('account-title').waitFor({ timeout: 15_000 });
     const id = await planMeeting(ada.page, server.url, { title: 'Open house', guests: true });
+    // Edited afterwards: a passcode.
+    const item = ada.page.locator(`[data-testid="meeting-item"][data-meeting="${id}"]`);
+    await item.getByTestId('meeting-edit').click();
+    await ada.page.getByTestId('meeting-form-title').waitFor({ timeout: 10_000 });
+    assert.equal(await ada.page.getByTestId('meeting-guests').isChecked(), true, 'the form shows the saved settings');
+    await ada.page.getByTestId('meeting-passcode').fill('4711-mango');
+    await ada.page.getByTestId('meeting-save').click();
+    await item.waitFor({ timeout: 10_000 });
     assert.equal(await enterFromInvitation(ada.page, server.url, id), 'prejoin');
     await joinFromPrejoin(ada.page, 'Ada');
 
     // Without an account: the invitation asks for a name, and the guest waits.
     await eve.page.goto(`${server.url}/m/${id}`);
     await eve.page.getByTestId('guest-name').fill('Eve');
+    // The passcode is asked; a wrong one is refused.
+    await eve.page.getByTestId('enter-passcode').fill('4711-apple');
+    await eve.page.getByTestId('enter-button').click();
+    await eve.page.getByTestId('enter-error').waitFor({ timeout: 15_000 });
+    await eve.page.getByTestId('enter-passcode').fill('4711-mango');
     await eve.page.getByTestId('enter-button').click();
     await eve.page.locator('[data-testid="lobby-state"][data-state="waiting"]').waitFor({ timeout: 15_000 });
     const waiting = ada.page.getByTestId('lobby-item').filter({ hasText: 'Eve' });
@@ -50,9 +64,9 @@ test('a guest is let in and labelled, downloads a shared file, and a locked meet
     assert.equal(await eve.page.getByTestId('file-input').isDisabled(), true);
     await ada.page.getByTestId('file-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(NOTES) });
     await ada.page.getByTestId('file-upload').click();
-    const item = eve.page.getByTestId('file-item').filter({ hasText: 'notes.txt' });
-    await item.waitFor({ timeout: 20_000 });
-    const [download] = await Promise.all([eve.page.waitForEvent('download', { timeout: 20_000 }), item.getByTestId('file-download').click()]);
+    const shared = eve.page.getByTestId('file-item').filter({ hasText: 'notes.txt' });
+    await shared.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([eve.page.waitForEvent('download', { timeout: 20_000 }), shared.getByTestId('file-download').click()]);
     assert.equal(download.suggestedFilename(), 'notes.txt');
     const stream = await download.createReadStream();
     const chunks = [];
@@ -65,6 +79,7 @@ test('a guest is let in and labelled, downloads a shared file, and a locked meet
     const other = await eve.context.newPage();
     await other.goto(`${server.url}/m/${id}`);
     await other.getByTestId('guest-name').fill('Mallory');
+    await other.getByTestId('enter-passcode').fill('4711-mango');
     await other.getByTestId('enter-button').click();
     await other.getByTestId('enter-error').getByText(/locked/i).waitFor({ timeout: 15_000 });
     await other.close();
