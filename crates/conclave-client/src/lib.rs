@@ -155,6 +155,9 @@ pub enum ClientEvent {
     },
     /// The server asks for a keyframe of a published video layer.
     KeyframeRequest { mid: Mid, rid: Option<Rid> },
+    /// The server refused to let a track be published (no permission);
+    /// the track is dropped.
+    Refused { cid: String, message: String },
     /// The server ended the session.
     Left { reason: i32 },
 }
@@ -330,6 +333,20 @@ impl Client {
                         &mut self.publisher
                     };
                     rtc.add_remote_candidate(c);
+                }
+            }
+            Some(Resp::RequestResponse(r)) if r.reason != lk::request_response::Reason::Ok as i32 => {
+                if let Some(lk::request_response::Request::AddTrack(req)) = r.request {
+                    let before = self.tracks.len();
+                    self.tracks.retain(|t| t.spec.cid != req.cid || t.sid.is_some());
+                    if self.tracks.len() < before {
+                        // The others need not wait for it any more.
+                        self.offer_due = self.tracks.iter().any(|t| t.mid.is_none());
+                        self.emit(ClientEvent::Refused {
+                            cid: req.cid,
+                            message: r.message.chars().take(200).collect(),
+                        });
+                    }
                 }
             }
             Some(Resp::Leave(l)) => self.emit(ClientEvent::Left { reason: l.reason }),

@@ -310,6 +310,8 @@ struct Source {
     /// Bytes received per layer since the last measurement, and the
     /// smoothed bit rate (bit/s).
     rates: HashMap<Option<Rid>, (u64, Option<u64>)>,
+    /// Muted by its owner or a moderator: nothing is forwarded.
+    muted: bool,
     downtracks: Vec<Downtrack>,
 }
 
@@ -389,6 +391,20 @@ impl MediaCore {
     pub fn set_priority(&mut self, publisher: PeerId, mid: &MediaId, priority: u8) {
         if let Some(src) = self.sources.get_mut(&(publisher, Mid::from(mid.as_str()))) {
             src.priority = priority;
+        }
+    }
+
+    /// Stops (or resumes) forwarding a published track. While muted nothing
+    /// of it reaches a subscriber, whatever the publisher sends; forwarding
+    /// resumes continuously, video at the next keyframe.
+    pub fn set_muted(&mut self, publisher: PeerId, mid: &MediaId, muted: bool) {
+        if let Some(src) = self.sources.get_mut(&(publisher, Mid::from(mid.as_str()))) {
+            src.muted = muted;
+            if muted {
+                for d in &mut src.downtracks {
+                    d.current = None;
+                }
+            }
         }
     }
 
@@ -1012,6 +1028,7 @@ impl MediaCore {
                 last_packet: HashMap::new(),
                 last_keyframe_request: HashMap::new(),
                 rates: HashMap::new(),
+                muted: false,
                 downtracks: Vec::new(),
             },
         );
@@ -1197,6 +1214,9 @@ impl MediaCore {
         } else {
             None
         };
+        if src.muted {
+            return;
+        }
         let mut keyframe_wanted = false;
         for d in src.downtracks.iter_mut() {
             let Some(sub_mid) = d.mid else { continue };

@@ -582,4 +582,40 @@ fn audio_passes_through_and_stops_while_disabled() {
             .count(),
         1
     );
+
+    // Muted at the source (by a moderator): nothing reaches any subscriber,
+    // whatever the publisher keeps sending.
+    w.core.set_muted(publisher, &source, true);
+    let forwarded = w.core.counters().rtp_forwarded;
+    let before = received(&w).len();
+    w.run_for(Duration::from_secs(1), Duration::from_millis(20), |w| {
+        send(w, &mut written)
+    });
+    assert_eq!(
+        w.core.counters().rtp_forwarded,
+        forwarded,
+        "a muted track was forwarded"
+    );
+    assert!(
+        received(&w).len() <= before + 5,
+        "frames kept arriving while muted"
+    );
+
+    // Unmuted by its owner: forwarding resumes, in order and unchanged.
+    w.core.set_muted(publisher, &source, false);
+    let resumed_at = received(&w).len();
+    w.run_for(Duration::from_secs(1), Duration::from_millis(20), |w| {
+        send(w, &mut written)
+    });
+    let got = received(&w);
+    assert!(
+        got.len() >= resumed_at + 40,
+        "forwarding did not resume after unmute"
+    );
+    let tail = &got[resumed_at + 5..];
+    let first = written
+        .iter()
+        .position(|p| *p == tail[0])
+        .expect("a received frame was never sent");
+    assert_eq!(tail, &written[first..first + tail.len()]);
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub database: DatabaseSection,
     pub smtp: SmtpSection,
     pub accounts: AccountsSection,
+    pub meetings: MeetingsSection,
     /// OpenID Connect providers (`[[oidc]]` tables; file only).
     pub oidc: Vec<OidcSection>,
 }
@@ -221,6 +222,24 @@ impl Default for AccountsSection {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeetingsSection {
+    /// Whether hosts may let in people without an account (guests).
+    pub allow_guests: bool,
+    /// Largest file shared in a meeting, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for MeetingsSection {
+    fn default() -> Self {
+        Self {
+            allow_guests: false,
+            max_file_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
 /// One OpenID Connect provider.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -251,8 +270,8 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-const SECTIONS: [&str; 9] = [
-    "server", "http", "media", "auth", "rooms", "log", "database", "smtp", "accounts",
+const SECTIONS: [&str; 10] = [
+    "server", "http", "media", "auth", "rooms", "log", "database", "smtp", "accounts", "meetings",
 ];
 
 impl Config {

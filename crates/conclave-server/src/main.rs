@@ -6,6 +6,7 @@
 
 mod accounts;
 mod config;
+mod meetings;
 mod redact;
 mod rtc;
 mod setup;
@@ -105,6 +106,8 @@ pub(crate) struct AppState {
     pub api_secret: Arc<ApiSecret>,
     pub open_join: bool,
     pub room_defaults: RoomSettings,
+    /// Meetings (with accounts); the door check of `/rtc` asks it.
+    pub meetings: Option<Arc<conclave_meetings::Meetings>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -270,22 +273,42 @@ async fn serve(config: Config) -> Result<(), String> {
         std::time::Instant::now(),
     );
     let engine = Engine::start(sfu, socket, announced);
-    let state = AppState {
-        engine,
+    let mut state = AppState {
+        engine: engine.clone(),
         verifier: Arc::new(verifier),
-        api_key,
-        api_secret: Arc::new(api_secret),
+        api_key: api_key.clone(),
+        api_secret: Arc::new(api_secret.clone()),
         open_join: config.open_join(),
         room_defaults,
+        meetings: None,
     };
-    let accounts = if config.accounts.enabled {
+    let mut apis = Vec::new();
+    if config.accounts.enabled {
         let a = accounts::service(&config).await?;
         accounts::spawn_housekeeping(a.clone());
-        Some(accounts::router(a, config.accounts.trusted_proxies.clone()))
-    } else {
-        None
-    };
-    let app = router(state, tls.is_some(), accounts);
+        let m = conclave_meetings::Meetings::new(
+            a.store().clone(),
+            conclave_meetings::Settings {
+                allow_guests: config.meetings.allow_guests,
+                max_file_bytes: usize::try_from(config.meetings.max_file_bytes).unwrap_or(usize::MAX),
+                public_url: config.public_url().trim_end_matches('/').to_owned(),
+            },
+            api_key,
+            api_secret,
+        )
+        .map_err(|e| e.to_string())?;
+        meetings::spawn_housekeeping(m.clone());
+        state.meetings = Some(m.clone());
+        apis.push((
+            "/api/account",
+            accounts::router(a.clone(), config.accounts.trusted_proxies.clone()),
+        ));
+        apis.push((
+            "/api/meetings",
+            meetings::router(m, a, engine, config.accounts.trusted_proxies.clone()),
+        ));
+    }
+    let app = router(state, tls.is_some(), apis);
 
     let listener = std::net::TcpListener::bind(config.http.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
@@ -347,7 +370,7 @@ async fn serve(config: Config) -> Result<(), String> {
     }
 }
 
-fn router(state: AppState, tls: bool, accounts: Option<Router>) -> Router {
+fn router(state: AppState, tls: bool, apis: Vec<(&'static str, Router)>) -> Router {
     let security_headers = move |mut resp: axum::response::Response| async move {
         let h = resp.headers_mut();
         h.insert(
@@ -379,8 +402,8 @@ fn router(state: AppState, tls: bool, accounts: Option<Router>) -> Router {
         resp
     };
     let mut app = Router::new();
-    if let Some(accounts) = accounts {
-        app = app.nest_service("/api/account", accounts);
+    for (path, api) in apis {
+        app = app.nest_service(path, api);
     }
     app.route("/rtc", get(rtc::connect))
         .route("/rtc/validate", get(rtc::validate))

@@ -59,7 +59,7 @@ fn bearer(params: &Params, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Verifies the token and turns it into join parameters.
-pub(crate) fn join_params(
+pub(crate) async fn join_params(
     state: &AppState,
     params: &Params,
     headers: &HeaderMap,
@@ -70,7 +70,43 @@ pub(crate) fn join_params(
     })?;
     let claims = state.verifier.verify(&token, crate::unix_now())?;
     let grant = claims.join_grant(None)?;
-    to_join_params(grant, params)
+    let mut join = to_join_params(grant, params)?;
+    admit(state, &mut join, &token).await?;
+    Ok(join)
+}
+
+/// The door of a meeting's room: only a token handed out at admission, while
+/// that admission stands, opens it. The admission's current name,
+/// permissions and attributes replace the token's, so a token cannot carry
+/// rights the hosts have since taken away.
+async fn admit(state: &AppState, join: &mut JoinParams, token: &str) -> Result<(), Refusal> {
+    let refused = Refusal {
+        status: StatusCode::FORBIDDEN,
+        message: "not admitted to this meeting",
+    };
+    let Some(meetings) = &state.meetings else {
+        if join.room.as_str().starts_with("mtg_") {
+            return Err(refused);
+        }
+        return Ok(());
+    };
+    match meetings
+        .check_join(&join.room, &join.identity, token, crate::unix_now() as i64)
+        .await
+    {
+        None => Ok(()),
+        Some(Ok(a)) => {
+            join.name = a.name;
+            join.permissions = a.permissions;
+            join.attributes = a.attributes.into_iter().collect();
+            join.metadata = String::new();
+            Ok(())
+        }
+        Some(Err(e)) => {
+            tracing::warn!(room = %join.room, error = %e, "refused a connection to a meeting without admission");
+            Err(refused)
+        }
+    }
 }
 
 fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> {
@@ -115,7 +151,7 @@ pub(crate) async fn validate(
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    match join_params(&state, &params, &headers) {
+    match join_params(&state, &params, &headers).await {
         Ok(_) => (StatusCode::OK, "success").into_response(),
         Err(r) => r.into_response(),
     }
@@ -138,7 +174,7 @@ pub(crate) async fn connect(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let join = match join_params(&state, &params, &headers) {
+    let join = match join_params(&state, &params, &headers).await {
         Ok(j) => j,
         Err(r) => return r.into_response(),
     };

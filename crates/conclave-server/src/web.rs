@@ -122,6 +122,13 @@ pub(crate) async fn join(
     if !valid_name(&req.name) {
         return json_error(StatusCode::BAD_REQUEST, "names have 1 to 64 characters");
     }
+    if req.room.starts_with("mtg_") {
+        // A meeting's room is entered through the meeting, never by name.
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "this name belongs to a meeting; use its invitation link",
+        );
+    }
     let identity = format!("u_{}", conclave_types::random_base62(12));
     match mint(
         &state.api_key,

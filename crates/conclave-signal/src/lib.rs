@@ -574,21 +574,79 @@ impl Sfu {
         track: &str,
         muted: bool,
     ) -> Result<lk::TrackInfo, SignalError> {
-        let sid = self.find(room, identity)?;
         if !muted {
-            tracing::warn!(room = %room, participant = %sid, track, "refused a request to unmute someone else's track");
+            tracing::warn!(room = %room, track, "refused a request to unmute someone else's track");
             return Err(SignalError::NotAllowed);
         }
+        let sid = self.find(room, identity)?;
         let track_sid = TrackSid::parse(track).map_err(|_| SignalError::TrackNotFound)?;
         let p = self
             .participants
             .get_mut(&sid)
             .ok_or(SignalError::ParticipantNotFound)?;
-        let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
-        t.muted = true;
-        let info = t.info();
-        p.version += 1;
+        if !p.tracks.contains_key(&track_sid) {
+            return Err(SignalError::TrackNotFound);
+        }
+        self.force_mute(&sid, &track_sid);
+        self.broadcast_participant(&sid, lk::participant_info::State::Active);
+        self.participants
+            .get(&sid)
+            .and_then(|p| p.tracks.get(&track_sid))
+            .map(Track::info)
+            .ok_or(SignalError::TrackNotFound)
+    }
+
+    /// Mutes every track of `sources` that a participant publishes, on
+    /// behalf of a moderator or because the right to publish them went.
+    /// Returns how many tracks were muted.
+    pub fn mute_sources(
+        &mut self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+        sources: &[TrackSource],
+    ) -> Result<usize, SignalError> {
+        let sid = self.find(room, identity)?;
+        let n = self.mute_sources_of(&sid, sources);
+        if n > 0 {
+            self.broadcast_participant(&sid, lk::participant_info::State::Active);
+        }
+        Ok(n)
+    }
+
+    fn mute_sources_of(&mut self, sid: &ParticipantSid, sources: &[TrackSource]) -> usize {
+        let tracks: Vec<TrackSid> = self
+            .participants
+            .get(sid)
+            .map(|p| {
+                p.tracks
+                    .values()
+                    .filter(|t| !t.muted && sources.contains(&t.effective_source()))
+                    .map(|t| t.sid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in &tracks {
+            self.force_mute(sid, t);
+        }
+        tracks.len()
+    }
+
+    /// Mutes one track: the flag, the forwarding, and a request to the
+    /// client to mute it too. Never the other way round.
+    fn force_mute(&mut self, sid: &ParticipantSid, track_sid: &TrackSid) {
+        let Some(p) = self.participants.get_mut(sid) else {
+            return;
+        };
+        let publisher = p.publisher;
         let conn = p.conn;
+        let Some(t) = p.tracks.get_mut(track_sid) else {
+            return;
+        };
+        t.muted = true;
+        if let Some(mid) = &t.mid {
+            self.media.set_muted(publisher, mid, true);
+        }
+        p.version += 1;
         if let Some(conn) = conn {
             self.send(
                 conn,
@@ -598,8 +656,6 @@ impl Sfu {
                 }),
             );
         }
-        self.broadcast_participant(&sid, lk::participant_info::State::Active);
-        Ok(info)
     }
 
     /// Changes a participant's name, metadata, attributes or permissions.
@@ -630,15 +686,53 @@ impl Sfu {
                 p.attributes.insert(k, v);
             }
         }
-        if let Some(perm) = permission {
-            let admin = p.permissions.admin;
-            p.permissions = model::permission_from_proto(perm);
-            p.permissions.admin = admin;
+        if permission.is_some_and(|perm| perm.hidden) {
+            tracing::warn!(room = %room, participant = %sid, "refused to hide a participant");
+            return Err(SignalError::NotAllowed);
         }
         p.version += 1;
-        let info = p.info(lk::participant_info::State::Active);
+        if let Some(perm) = permission {
+            self.replace_permissions(&sid, model::permission_from_proto(perm));
+        }
         self.broadcast_participant(&sid, lk::participant_info::State::Active);
-        Ok(info)
+        self.participants
+            .get(&sid)
+            .map(|p| p.info(lk::participant_info::State::Active))
+            .ok_or(SignalError::ParticipantNotFound)
+    }
+
+    /// Replaces a participant's permissions. Hiding is refused; tracks of
+    /// sources no longer allowed are muted and no longer forwarded.
+    pub fn set_permissions(
+        &mut self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+        permissions: Permissions,
+    ) -> Result<(), SignalError> {
+        let sid = self.find(room, identity)?;
+        if permissions.hidden {
+            tracing::warn!(room = %room, participant = %sid, "refused to hide a participant");
+            return Err(SignalError::NotAllowed);
+        }
+        self.replace_permissions(&sid, permissions);
+        if let Some(p) = self.participants.get_mut(&sid) {
+            p.version += 1;
+        }
+        self.broadcast_participant(&sid, lk::participant_info::State::Active);
+        Ok(())
+    }
+
+    fn replace_permissions(&mut self, sid: &ParticipantSid, mut permissions: Permissions) {
+        let Some(p) = self.participants.get_mut(sid) else {
+            return;
+        };
+        permissions.admin = p.permissions.admin;
+        p.permissions = permissions;
+        let revoked: Vec<TrackSource> = TrackSource::ALL
+            .into_iter()
+            .filter(|s| !p.permissions.may_publish(*s))
+            .collect();
+        self.mute_sources_of(sid, &revoked);
     }
 
     /// Sends data from the server to everyone (or the listed identities) in a room.
@@ -750,9 +844,26 @@ impl Sfu {
                     .participants
                     .get_mut(sid)
                     .ok_or(SignalError::ParticipantNotFound)?;
+                let publisher = p.publisher;
                 let t = p.tracks.get_mut(&track_sid).ok_or(SignalError::TrackNotFound)?;
+                // Unmuting is publishing again: only with the right to
+                // publish that source (a moderator may have taken it away).
+                if !m.muted && !p.permissions.may_publish(t.effective_source()) {
+                    tracing::warn!(participant = %sid, "refused to unmute a track without the right to publish it");
+                    self.send(
+                        conn,
+                        Resp::Mute(lk::MuteTrackRequest {
+                            sid: m.sid,
+                            muted: true,
+                        }),
+                    );
+                    return Err(SignalError::NotAllowed);
+                }
                 if t.muted != m.muted {
                     t.muted = m.muted;
+                    if let Some(mid) = &t.mid {
+                        self.media.set_muted(publisher, mid, m.muted);
+                    }
                     p.version += 1;
                     self.broadcast_participant(sid, lk::participant_info::State::Active);
                 }
@@ -886,15 +997,7 @@ impl Sfu {
             .participants
             .get_mut(sid)
             .ok_or(SignalError::ParticipantNotFound)?;
-        let effective_source = if source == TrackSource::Unknown {
-            if kind == Kind::Video {
-                TrackSource::Camera
-            } else {
-                TrackSource::Microphone
-            }
-        } else {
-            source
-        };
+        let effective_source = model::effective_source(source, kind);
         if !p.permissions.may_publish(effective_source) {
             tracing::warn!(participant = %sid, ?source, "refused to publish a track without permission");
             self.send(
@@ -994,6 +1097,9 @@ impl Sfu {
                 if let Some(t) = p.tracks.get_mut(&track_sid) {
                     if t.source == TrackSource::ScreenShare {
                         self.media.set_priority(peer, &mid, PRIORITY_SCREEN_SHARE);
+                    }
+                    if t.muted {
+                        self.media.set_muted(peer, &mid, true);
                     }
                     t.mid = Some(mid);
                     t.simulcast = t.simulcast || rids.len() > 1;

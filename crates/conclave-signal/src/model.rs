@@ -94,7 +94,21 @@ pub(crate) struct Track {
     pub announced_quality: Option<Option<Quality>>,
 }
 
+/// The source a track counts as for permissions: an unnamed source counts
+/// as the camera for video and the microphone for audio.
+pub(crate) fn effective_source(source: TrackSource, kind: Kind) -> TrackSource {
+    match (source, kind) {
+        (TrackSource::Unknown, Kind::Video) => TrackSource::Camera,
+        (TrackSource::Unknown, Kind::Audio) => TrackSource::Microphone,
+        (s, _) => s,
+    }
+}
+
 impl Track {
+    pub fn effective_source(&self) -> TrackSource {
+        effective_source(self.source, self.kind)
+    }
+
     pub fn info(&self) -> lk::TrackInfo {
         lk::TrackInfo {
             sid: self.sid.to_string(),

@@ -893,6 +893,33 @@ fn relayed_data_names_the_real_sender() {
     assert_eq!(u.participant_sid, ada.to_string());
     assert_eq!(u.payload, b"hello");
     assert_eq!(u.topic.as_deref(), Some("chat"));
+
+    // The hosts take the chat (data) right away: nothing more is relayed.
+    let no_chat = Permissions {
+        can_publish_data: false,
+        ..Permissions::default()
+    };
+    h.sfu
+        .set_permissions(
+            &Harness::room(),
+            &ParticipantIdentity::new("ada").expect("identity"),
+            no_chat,
+        )
+        .expect("permissions");
+    h.sfu.on_media_event(MediaEvent::Data {
+        peer,
+        reliable: true,
+        data: spoofed.encode_to_vec(),
+    });
+    for _ in 0..50 {
+        net::step(&mut h, &mut client, Duration::from_millis(10), &mut sent);
+    }
+    let after = client
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChannelData(d) if d.id == reliable))
+        .count();
+    assert_eq!(after, 1, "data was relayed without the right");
 }
 
 #[test]
@@ -927,4 +954,84 @@ fn resume_needs_the_same_identity() {
             .any(|m| matches!(m, Resp::Offer(o) if o.sdp.contains("a=ice-ufrag")))
     );
     assert!(msgs(&out, 3).is_empty(), "the refused connection got messages");
+}
+
+#[test]
+fn a_right_taken_away_mutes_the_track_and_its_owner_cannot_unmute_it() {
+    let mut h = Harness::new();
+    let ada = h.join(1, "ada");
+    h.join(2, "bob");
+    let track = h.publish(1, lk::TrackSource::Microphone, lk::TrackType::Audio, "mic");
+    h.media_arrives(&ada, "mic", "0");
+    h.drain();
+    let room = Harness::room();
+    let identity = ParticipantIdentity::new("ada").expect("identity");
+
+    // The hosts take the microphone away: the track is muted at once and
+    // everyone learns of it.
+    let silent = Permissions {
+        sources: vec![TrackSource::Camera],
+        ..Permissions::default()
+    };
+    h.sfu
+        .set_permissions(&room, &identity, silent)
+        .expect("permissions");
+    assert!(h.track_muted(&ada, &track));
+    let out = h.drain();
+    assert!(
+        msgs(&out, 1)
+            .iter()
+            .any(|m| matches!(m, Resp::Mute(r) if r.sid == track && r.muted))
+    );
+    assert!(
+        updates(&out, 2)
+            .iter()
+            .any(|p| p.sid == ada.to_string() && p.tracks.iter().any(|t| t.sid == track && t.muted))
+    );
+
+    // Her client tries to unmute: refused, and told to stay muted.
+    assert_eq!(
+        h.request(
+            1,
+            Req::Mute(lk::MuteTrackRequest {
+                sid: track.clone(),
+                muted: false,
+            }),
+        ),
+        Err(SignalError::NotAllowed)
+    );
+    assert!(h.track_muted(&ada, &track));
+    let out = h.drain();
+    assert!(
+        msgs(&out, 1)
+            .iter()
+            .any(|m| matches!(m, Resp::Mute(r) if r.sid == track && r.muted))
+    );
+
+    // A moderator muting a whole source works the same way; hiding is never possible.
+    let hidden = Permissions {
+        hidden: true,
+        ..Permissions::default()
+    };
+    assert_eq!(
+        h.sfu.set_permissions(&room, &identity, hidden),
+        Err(SignalError::NotAllowed)
+    );
+    h.sfu
+        .set_permissions(&room, &identity, Permissions::default())
+        .expect("permissions");
+    h.request(
+        1,
+        Req::Mute(lk::MuteTrackRequest {
+            sid: track.clone(),
+            muted: false,
+        }),
+    )
+    .expect("her own unmute, with the right back");
+    assert!(!h.track_muted(&ada, &track));
+    assert_eq!(
+        h.sfu.mute_sources(&room, &identity, &[TrackSource::Microphone]),
+        Ok(1)
+    );
+    assert!(h.track_muted(&ada, &track));
 }

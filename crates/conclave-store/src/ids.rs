@@ -61,6 +61,20 @@ random_id!(
     "passkey id"
 );
 
+random_id!(
+    /// A meeting (`mtg_` and 22 base62 characters: 131 random bits). It is
+    /// also the name of the meeting's room in the SFU.
+    MeetingId,
+    "mtg_",
+    "meeting id"
+);
+random_id!(
+    /// A file shared in a meeting (`fil_` and 22 base62 characters).
+    FileId,
+    "fil_",
+    "file id"
+);
+
 /// What a user may do beyond their own account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -9,6 +9,7 @@
 //! how long a link lives) belong to `conclave-accounts`.
 
 mod ids;
+mod meetings;
 mod migrate;
 mod records;
 
@@ -29,7 +30,8 @@ macro_rules! session_columns {
     };
 }
 
-pub use ids::{IdError, PasskeyId, Role, UserId, UserStatus};
+pub use ids::{FileId, IdError, MeetingId, PasskeyId, Role, UserId, UserStatus};
+pub use meetings::{FileRecord, InviteeRecord, MeetingRecord};
 pub use records::*;
 
 /// Why a storage operation failed. The texts name no stored values.
@@ -83,7 +85,7 @@ pub struct Store {
 }
 
 /// Every table of the schema, for checks that must see all stored data.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 14] = [
     "users",
     "email_tokens",
     "sessions",
@@ -94,6 +96,10 @@ pub const TABLES: [&str; 10] = [
     "pending_flows",
     "throttle",
     "audit_log",
+    "meetings",
+    "meeting_invitees",
+    "meeting_bans",
+    "meeting_files",
 ];
 
 impl Store {
@@ -273,6 +279,32 @@ impl Store {
     /// pseudonym.
     pub async fn delete_user(&self, id: &UserId) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        let email: Option<String> = sqlx::query("SELECT email FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<Option<String>, _>("email"))
+            .transpose()?
+            .flatten();
+        // The meetings the user owns go with everything that hangs off them.
+        for sql in [
+            "DELETE FROM meeting_invitees WHERE meeting_id IN (SELECT id FROM meetings WHERE owner_id = $1)",
+            "DELETE FROM meeting_bans WHERE meeting_id IN (SELECT id FROM meetings WHERE owner_id = $1)",
+            "DELETE FROM meeting_files WHERE meeting_id IN (SELECT id FROM meetings WHERE owner_id = $1)",
+            "DELETE FROM meetings WHERE owner_id = $1",
+            // In other people's meetings: the user as invitee, ban and file owner.
+            "DELETE FROM meeting_invitees WHERE kind = 'user' AND value = $1",
+            "DELETE FROM meeting_bans WHERE subject = $1",
+            "DELETE FROM meeting_files WHERE uploader = $1",
+        ] {
+            sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        if let Some(email) = email {
+            sqlx::query("DELETE FROM meeting_invitees WHERE kind = 'email' AND value = $1")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?;
+        }
         for table in [
             "email_tokens",
             "sessions",

@@ -7,7 +7,10 @@ use crate::StoreError;
 
 /// `(version, SQL)` in order. A released migration is never edited; a
 /// change is a new file.
-const MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("../migrations/0001_accounts.sql"))];
+const MIGRATIONS: [(i64, &str); 2] = [
+    (1, include_str!("../migrations/0001_accounts.sql")),
+    (2, include_str!("../migrations/0002_meetings.sql")),
+];
 
 /// The statements of a migration file: split at `;` line ends, comments dropped.
 fn statements(sql: &str) -> Vec<String> {

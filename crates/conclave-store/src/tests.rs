@@ -364,8 +364,90 @@ async fn deletion_and_catalogue(s: &Store) {
     })
     .await
     .expect("audit");
+    // A meeting the user owns, with an invitee, a ban and a file; and the
+    // user as invitee, banned guest-like subject and uploader in someone
+    // else's meeting.
+    let other = user("lovelace@example.org");
+    s.insert_user(&other).await.expect("insert");
+    let meeting = |id: MeetingId, owner: &UserId| MeetingRecord {
+        id,
+        owner_id: owner.clone(),
+        title: "Hopper's review".into(),
+        starts_at: Some(10),
+        ends_at: None,
+        access: "invited".into(),
+        lobby: "everyone".into(),
+        guests: false,
+        passcode_hash: Some("$argon2id$x".into()),
+        locked: false,
+        rights: "{}".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let invitee = |kind: &str, value: &str| InviteeRecord {
+        kind: kind.into(),
+        value: value.into(),
+        role: "participant".into(),
+    };
+    let own = meeting(MeetingId::random(), &u.id);
+    s.insert_meeting(&own, &[invitee("email", "lovelace@example.org")])
+        .await
+        .expect("meeting");
+    let theirs = meeting(MeetingId::random(), &other.id);
+    s.insert_meeting(
+        &theirs,
+        &[
+            invitee("email", "hopper@example.org"),
+            invitee("domain", "example.org"),
+        ],
+    )
+    .await
+    .expect("meeting");
+    assert!(
+        s.insert_meeting(&theirs, &[]).await.is_err(),
+        "a meeting id is unique"
+    );
+    assert_eq!(
+        s.meetings_inviting("email", "hopper@example.org")
+            .await
+            .expect("invited"),
+        vec![theirs.id.clone()]
+    );
+    s.ban(&theirs.id, u.id.as_str(), 3).await.expect("ban");
+    s.ban(&theirs.id, u.id.as_str(), 4)
+        .await
+        .expect("a second ban is no error");
+    assert!(s.is_banned(&theirs.id, u.id.as_str()).await.expect("banned"));
+    for m in [&own.id, &theirs.id] {
+        let f = FileRecord {
+            id: FileId::random(),
+            meeting_id: m.clone(),
+            uploader: u.id.to_string(),
+            name: "plan.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 8,
+            created_at: 5,
+        };
+        s.insert_file(&f, b"%PDF-1.7").await.expect("file");
+        let (back, data) = s.file(m, &f.id).await.expect("read").expect("stored");
+        assert_eq!((back, data.as_slice()), (f, &b"%PDF-1.7"[..]));
+    }
+    s.set_meeting_locked(&theirs.id, true, 6).await.expect("lock");
+    assert!(s.meeting(&theirs.id).await.expect("read").expect("stored").locked);
+
     assert!(!s.find_text(u.id.as_str()).await.expect("search").is_empty());
     assert!(s.delete_user(&u.id).await.expect("delete"));
+    assert!(
+        s.meeting(&own.id).await.expect("read").is_none(),
+        "an owned meeting was kept"
+    );
+    assert_eq!(
+        s.invitees(&theirs.id).await.expect("invitees"),
+        vec![invitee("domain", "example.org")]
+    );
+    assert!(s.files_of(&theirs.id).await.expect("files").is_empty());
+    assert!(s.delete_meeting(&theirs.id).await.expect("delete meeting"));
+    assert!(s.invitees(&theirs.id).await.expect("invitees").is_empty());
     assert!(!s.delete_user(&u.id).await.expect("delete again"));
     assert_eq!(
         s.find_text(u.id.as_str()).await.expect("search"),
@@ -402,7 +484,7 @@ async fn sqlite_store() {
     let again = Store::open_sqlite(&dir.join("conclave.db"))
         .await
         .expect("reopen");
-    assert_eq!(again.users().await.expect("users").len(), 4);
+    assert_eq!(again.users().await.expect("users").len(), 5);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
