@@ -3,7 +3,7 @@
 // asks to enter by name and passcode, waits, is admitted and
 // is labelled as a guest for everyone. The host shares a file; the guest,
 // who may not share files, downloads it. Once the host locks the meeting,
-// nobody new gets in.
+// nobody new gets in; a banned guest is put out and told so.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { enterFromInvitation, joinFromPrejoin, PASSWORD, planMeeting, report, ro
 
 const NOTES = 'Agenda\n1. Keys\n2. Logs\n';
 
-test('a guest is let in and labelled, downloads a shared file, and a locked meeting keeps others out', { timeout: 240_000 }, async () => {
+test('a guest is let in and labelled, downloads a shared file; a locked meeting keeps others out; a ban puts her out', { timeout: 240_000 }, async () => {
   requireChromium();
   const smtp = await startSmtp();
   const server = await startAccountServer({ smtpPort: smtp.port, env: { CONCLAVE_MEETINGS_ALLOW_GUESTS: 'true' } });
@@ -84,6 +84,13 @@ test('a guest is let in and labelled, downloads a shared file, and a locked meet
     await other.getByTestId('enter-error').getByText(/locked/i).waitFor({ timeout: 15_000 });
     await other.close();
     assert.equal(await ada.page.getByTestId('lobby-item').count(), 0, 'nobody waits');
+
+    // The host bans the guest: she is out, and told why.
+    await eveAtAda.getByTestId('participant-actions').click();
+    await eveAtAda.getByTestId('action-ban').click();
+    await eve.page.getByTestId('left-screen').waitFor({ timeout: 20_000 });
+    assert.match(await eve.page.getByTestId('left-reason').innerText(), /removed/);
+    await eveAtAda.waitFor({ state: 'detached', timeout: 20_000 });
 
     for (const who of people) assert.deepEqual(await cspViolations(who.page), [], `${who.label}: no CSP violations`);
     failed = false;
