@@ -888,10 +888,14 @@ impl Meetings {
         token: &str,
         now: i64,
     ) -> Option<Result<JoinAdmission>> {
-        let id = MeetingId::parse(room.as_str()).ok()?;
         if !room.as_str().starts_with("mtg_") {
             return None;
         }
+        // Every room named like a meeting is guarded, even one that no
+        // meeting could have.
+        let Ok(id) = MeetingId::parse(room.as_str()) else {
+            return Some(Err(MeetingsError::NotFound));
+        };
         Some(self.join_admission(&id, identity, token, now).await)
     }
 

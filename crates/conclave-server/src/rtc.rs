@@ -96,6 +96,8 @@ async fn admit(state: &AppState, join: &mut JoinParams, token: &str) -> Result<(
     {
         None => Ok(()),
         Some(Ok(a)) => {
+            // Meeting admissions are people; bots will be admitted as such.
+            join.kind = lk::participant_info::Kind::Standard;
             join.name = a.name;
             join.permissions = a.permissions;
             join.attributes = a.attributes.into_iter().collect();
@@ -142,7 +144,20 @@ fn to_join_params(g: JoinGrant, params: &Params) -> Result<JoinParams, Refusal> 
         create_room: true,
         auto_subscribe: params.get("auto_subscribe").is_none_or(|v| v != "0"),
         client_protocol: params.get("protocol").and_then(|p| p.parse().ok()).unwrap_or(0),
+        kind: participant_kind(g.kind.as_deref()),
     })
+}
+
+/// The participant kind a token claims; anything unknown is a person.
+fn participant_kind(kind: Option<&str>) -> lk::participant_info::Kind {
+    use lk::participant_info::Kind;
+    match kind {
+        Some("ingress") => Kind::Ingress,
+        Some("egress") => Kind::Egress,
+        Some("sip") => Kind::Sip,
+        Some("agent") => Kind::Agent,
+        _ => Kind::Standard,
+    }
 }
 
 /// `GET /rtc/validate`: tells a client why a connection would fail.
@@ -306,4 +321,21 @@ fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action
         })),
     }
     .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_kinds_become_participant_kinds() {
+        use lk::participant_info::Kind;
+        assert_eq!(participant_kind(Some("egress")), Kind::Egress);
+        assert_eq!(participant_kind(Some("sip")), Kind::Sip);
+        assert_eq!(participant_kind(Some("agent")), Kind::Agent);
+        assert_eq!(participant_kind(Some("ingress")), Kind::Ingress);
+        assert_eq!(participant_kind(Some("standard")), Kind::Standard);
+        assert_eq!(participant_kind(Some("ghost")), Kind::Standard);
+        assert_eq!(participant_kind(None), Kind::Standard);
+    }
 }

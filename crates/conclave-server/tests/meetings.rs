@@ -289,6 +289,9 @@ async fn a_private_meeting_keeps_out_whoever_is_not_invited_even_with_the_link()
     assert_eq!(w.door(&forged).await, 403);
     let forged = w.server.token(&id, w.invitee.id.as_str()).expect("token");
     assert_eq!(w.door(&forged).await, 403);
+    // Every room named like a meeting is guarded, even one no meeting has.
+    let odd = w.server.token("mtg_x", "someone").expect("token");
+    assert_eq!(w.door(&odd).await, 403);
     // Nor can an open room be opened under a meeting's name.
     let (s, _) = w
         .call(
@@ -731,4 +734,90 @@ async fn guests_enter_only_where_allowed_and_are_labelled() {
         .await;
     assert_eq!(state["lobby"][0]["name"], "Gina (guest)");
     assert_eq!(state["lobby"][0]["guest"], true);
+}
+
+#[tokio::test]
+async fn files_need_the_right_an_allowed_type_and_a_place_in_the_meeting() {
+    let w = world().await;
+    let id = w.create(private("ingo@example.org")).await;
+    let owner = w.owner_token(&id).await;
+    let token = w.admitted_invitee(&id, &owner).await;
+    let upload = |bearer: String, name: &'static str, data: &'static [u8]| {
+        let req = w
+            .http
+            .post(format!("{}/api/meetings/{id}/files", w.server.url))
+            .header("Authorization", format!("Bearer {bearer}"))
+            .header("X-File-Name", name)
+            .body(data);
+        async move {
+            let r = req.send().await.expect("upload");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    // By default only hosts share files.
+    assert_eq!(upload(token.clone(), "plan.pdf", b"%PDF-1.7 plan").await.0, 403);
+    // A page dressed up as a document, and an executable, are refused.
+    assert_eq!(
+        upload(owner.clone(), "plan.pdf", b"<html><script>1</script>")
+            .await
+            .0,
+        415
+    );
+    assert_eq!(upload(owner.clone(), "tool.exe", b"MZ\x90\x00").await.0, 415);
+    let (s, body) = upload(owner.clone(), "plan.pdf", b"%PDF-1.7 plan").await;
+    assert_eq!(s, 200, "{body}");
+    let file: Value = serde_json::from_str(&body).expect("json");
+    let file_id = file["id"].as_str().expect("id");
+    // Participants download it as an attachment that the browser will not run.
+    let r = w
+        .http
+        .get(format!("{}/api/meetings/{id}/files/{file_id}", w.server.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert_eq!(
+        r.headers()
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    assert_eq!(r.bytes().await.expect("bytes").as_ref(), b"%PDF-1.7 plan");
+    // Without a token of this meeting: nothing.
+    let r = w
+        .http
+        .get(format!("{}/api/meetings/{id}/files/{file_id}", w.server.url))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 403);
+    // Ending the meeting deletes its files and every admission.
+    let (s, _) = w
+        .call(
+            "POST",
+            &format!("/api/meetings/{id}/end"),
+            Auth::Bearer(&owner),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(w.door(&token).await, 403);
+    let owner = w.owner_token(&id).await;
+    let (_, state) = w
+        .call(
+            "GET",
+            &format!("/api/meetings/{id}/state"),
+            Auth::Bearer(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(state["files"], json!([]));
 }

@@ -95,6 +95,9 @@ pub struct JoinParams {
     pub create_room: bool,
     pub auto_subscribe: bool,
     pub client_protocol: i32,
+    /// What the participant is (a person, a bot, a recorder, a phone
+    /// line), shown to everyone.
+    pub kind: lk::participant_info::Kind,
 }
 
 /// Output of the core.
@@ -231,7 +234,7 @@ impl Sfu {
             last_ping: now.mono,
             media_lost_since: None,
             client_protocol: params.client_protocol,
-            kind: lk::participant_info::Kind::Standard as i32,
+            kind: params.kind as i32,
             quality: None,
         };
         self.by_conn.insert(conn, sid.clone());

@@ -88,6 +88,7 @@ impl Harness {
                 create_room: true,
                 auto_subscribe: true,
                 client_protocol: 16,
+                kind: lk::participant_info::Kind::Standard,
             },
         )
     }
@@ -1034,4 +1035,37 @@ fn a_right_taken_away_mutes_the_track_and_its_owner_cannot_unmute_it() {
         Ok(1)
     );
     assert!(h.track_muted(&ada, &track));
+}
+
+#[test]
+fn bots_recorders_and_phone_lines_are_shown_as_what_they_are() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.drain();
+    let now = h.now();
+    h.sfu
+        .handle_join(
+            now,
+            ConnId(2),
+            JoinParams {
+                room: Harness::room(),
+                identity: ParticipantIdentity::new("recorder").expect("identity"),
+                name: "Recorder".into(),
+                metadata: String::new(),
+                attributes: HashMap::new(),
+                permissions: Permissions::default(),
+                create_room: true,
+                auto_subscribe: true,
+                client_protocol: 16,
+                kind: lk::participant_info::Kind::Egress,
+            },
+        )
+        .expect("join");
+    let out = h.drain();
+    assert!(
+        updates(&out, 1)
+            .iter()
+            .any(|p| p.identity == "recorder" && p.kind == lk::participant_info::Kind::Egress as i32),
+        "ada was not told that a recorder joined"
+    );
 }

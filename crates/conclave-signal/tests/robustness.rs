@@ -143,6 +143,7 @@ fn random_signalling_never_panics() {
                 create_room: true,
                 auto_subscribe: true,
                 client_protocol: 16,
+                kind: lk::participant_info::Kind::Standard,
             },
         );
         assert!(joined.is_ok());
