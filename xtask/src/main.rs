@@ -142,8 +142,12 @@ fn setup() -> Result<()> {
         ("npm", "npm"),
         // Network namespaces and traffic shaping for the constrained-network browser tests.
         ("/usr/sbin/tc", "iproute2"),
-        // The load generator's benchmark test pins processes to CPUs.
+        // The load generator's benchmark test pins processes to CPUs, and
+        // runs Janus in a network namespace of its own (unshare).
         ("taskset", "util-linux"),
+        ("unshare", "util-linux"),
+        // Janus's VideoRoom runs beside Conclave in the benchmark smoke test.
+        ("janus", "janus"),
         // The storage tests run against PostgreSQL as well as SQLite.
         ("/usr/lib/postgresql", "postgresql"),
         // webauthn-rs builds on OpenSSL.
