@@ -529,7 +529,7 @@ impl Publishing {
             let video = o.cid != "audio";
             let mut api = self.peer.rtc.direct_api();
             if let Some(tx) = api.stream_tx_by_mid(mid, rid) {
-                let _ = tx.write_rtp(
+                tx.write_rtp(
                     RtpWrite::new(pt, SeqNo::from(*seq), o.timestamp, now, o.payload)
                         .marker(o.marker)
                         .ext_vals(ext)
@@ -756,14 +756,14 @@ impl Member {
     }
 
     fn on_publisher_event(&mut self, data: &Value, jsep: Option<&Value>) -> Result<(), String> {
-        if data["videoroom"] == "joined" {
-            if let (Some(p), Some(handle)) = (&mut self.publ, self.publisher_handle) {
-                let sdp = p.offer()?;
-                let body = json!({"request": "publish", "audiocodec": "opus", "videocodec": "vp8"});
-                // Our rids go from the lowest layer to the highest.
-                let jsep = json!({"type": "offer", "sdp": sdp, "trickle": false, "rid_order": "lmh"});
-                self.message(handle, body, Some(jsep));
-            }
+        if data["videoroom"] == "joined"
+            && let (Some(p), Some(handle)) = (&mut self.publ, self.publisher_handle)
+        {
+            let sdp = p.offer()?;
+            let body = json!({"request": "publish", "audiocodec": "opus", "videocodec": "vp8"});
+            // Our rids go from the lowest layer to the highest.
+            let jsep = json!({"type": "offer", "sdp": sdp, "trickle": false, "rid_order": "lmh"});
+            self.message(handle, body, Some(jsep));
         }
         if let Some(s) = &mut self.sub {
             s.note_publishers(self.index, &data["publishers"]);
