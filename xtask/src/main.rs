@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                  build-web      build the web app into web/dist\n  \
                  setup          install the test prerequisites only\n  \
                  fuzz [SECS]    run every fuzz target for SECS seconds each (default 60; needs a nightly toolchain)\n  \
-                 bench [ARGS]   build in release and run the benchmarks, Conclave beside the ceiling forwarder\n                 \
+                 bench [ARGS]   build in release and run the benchmarks: Conclave, Janus and the ceiling forwarder\n                 \
                  (ARGS go to `conclave-loadgen bench`; results in target/bench/results.json)"
             );
             return if task == "help" {
