@@ -1,7 +1,8 @@
 //! `cargo xtask bench [ARGS]`: release builds of the server and the load
-//! generator, then `conclave-loadgen bench --pin` (the server on one CPU,
-//! the load generator on another) with the JSON report in
-//! `target/bench/results.json`. ARGS go to `conclave-loadgen bench`.
+//! generator, then `conclave-loadgen bench --pin` (the server, Janus or the
+//! ceiling on one CPU, the load generator on another; the three alternate)
+//! with the JSON report in `target/bench/results.json`. ARGS go to
+//! `conclave-loadgen bench`.
 
 use std::process::Command;
 
@@ -12,6 +13,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     if !have("taskset") {
         return Err("the benchmarks pin processes to CPUs with taskset: apt-get install util-linux".into());
+    }
+    if !have("janus") {
+        return Err("the benchmarks run Janus beside Conclave: apt-get install janus".into());
     }
     // The server embeds the web app.
     build_web()?;

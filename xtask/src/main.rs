@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                  build-web      build the web app into web/dist\n  \
                  setup          install the test prerequisites only\n  \
                  fuzz [SECS]    run every fuzz target for SECS seconds each (default 60; needs a nightly toolchain)\n  \
-                 bench [ARGS]   build in release and run the benchmarks, Conclave beside the ceiling forwarder\n                 \
+                 bench [ARGS]   build in release and run the benchmarks: Conclave, Janus and the ceiling forwarder\n                 \
                  (ARGS go to `conclave-loadgen bench`; results in target/bench/results.json)"
             );
             return if task == "help" {
@@ -142,8 +142,12 @@ fn setup() -> Result<()> {
         ("npm", "npm"),
         // Network namespaces and traffic shaping for the constrained-network browser tests.
         ("/usr/sbin/tc", "iproute2"),
-        // The load generator's benchmark test pins processes to CPUs.
+        // The load generator's benchmark test pins processes to CPUs, and
+        // runs Janus in a network namespace of its own (unshare).
         ("taskset", "util-linux"),
+        ("unshare", "util-linux"),
+        // Janus's VideoRoom runs beside Conclave in the benchmark smoke test.
+        ("janus", "janus"),
         // The storage tests run against PostgreSQL as well as SQLite.
         ("/usr/lib/postgresql", "postgresql"),
         // webauthn-rs builds on OpenSSL.

@@ -218,8 +218,8 @@ impl Target for CeilingTarget {
         self.child.id()
     }
 
-    fn media_port(&self) -> u16 {
-        self.addr.port()
+    fn media_ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.addr.port()..=self.addr.port()
     }
 
     fn log(&self) -> String {

@@ -42,8 +42,8 @@ impl Target for ConclaveTarget {
         self.server.pid()
     }
 
-    fn media_port(&self) -> u16 {
-        self.server.udp_port
+    fn media_ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.server.udp_port..=self.server.udp_port
     }
 
     fn log(&self) -> String {

@@ -1,5 +1,5 @@
 //! Load generator: many participants in one process against a system under
-//! test (Conclave, or the ceiling forwarder), the same synthetic media and
+//! test (Conclave, Janus's VideoRoom, or the ceiling forwarder), the same synthetic media and
 //! the same measurements for each, and a report of what the system cost.
 //!
 //! A run starts the target (pinned to its own CPU when asked), lets the
@@ -9,10 +9,13 @@
 
 pub mod ceiling;
 pub mod conclave;
+pub mod janus;
 pub mod measure;
 pub mod media;
+pub mod netns;
 pub mod target;
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -33,6 +36,8 @@ use target::{Outcome, Plan, Target, Wants, Window};
 pub enum TargetKind {
     /// The Conclave server (`conclave serve`).
     Conclave,
+    /// Janus (Debian's `janus`), its VideoRoom plugin.
+    Janus,
     /// The plain UDP forwarder: no crypto, no congestion control.
     Ceiling,
 }
@@ -41,6 +46,7 @@ impl TargetKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Conclave => "conclave",
+            Self::Janus => "janus",
             Self::Ceiling => "ceiling",
         }
     }
@@ -93,8 +99,11 @@ pub struct RunConfig {
     pub warmup: f64,
     /// The layer receivers ask for in video fan-out.
     pub layer: VideoQuality,
-    /// The server binary (Conclave) or this program (the forwarder).
+    /// The server binary (Conclave), `janus`, or this program (the
+    /// forwarder).
     pub binary: PathBuf,
+    /// Janus's event loops: the CPUs it may run on unless given.
+    pub janus_event_loops: Option<usize>,
     /// The CPU the target is pinned to.
     pub target_cpu: Option<usize>,
     /// Whether this process was pinned to a CPU of its own.
@@ -184,22 +193,27 @@ struct Snapshot {
     drops: u64,
 }
 
-fn snapshot(pid: u32, port: u16) -> Snapshot {
+fn snapshot(pid: u32, ports: &RangeInclusive<u16>) -> Snapshot {
     Snapshot {
         target: proc_usage(pid).unwrap_or_default(),
         own: proc_usage(std::process::id()).unwrap_or_default(),
         busy: measure::machine_busy_seconds().unwrap_or_default(),
         buffers: measure::udp_buffer_errors().unwrap_or_default(),
-        drops: measure::udp_socket_drops(port).unwrap_or_default(),
+        drops: measure::udp_socket_drops(ports.clone()).unwrap_or_default(),
     }
 }
 
 /// Snapshots at `from` and at `until`.
-async fn cost_between(pid: u32, port: u16, from: Instant, until: Instant) -> (Snapshot, Snapshot) {
+async fn cost_between(
+    pid: u32,
+    ports: RangeInclusive<u16>,
+    from: Instant,
+    until: Instant,
+) -> (Snapshot, Snapshot) {
     tokio::time::sleep_until(from.into()).await;
-    let before = snapshot(pid, port);
+    let before = snapshot(pid, &ports);
     tokio::time::sleep_until(until.into()).await;
-    (before, snapshot(pid, port))
+    (before, snapshot(pid, &ports))
 }
 
 /// The last part of a log, to show with an error.
@@ -211,10 +225,27 @@ fn tail(log: &str) -> &str {
     &log[at..]
 }
 
+/// Janus's event loops for `cfg`: as many as the CPUs it runs on (one
+/// when pinned), unless given.
+pub fn janus_event_loops(cfg: &RunConfig) -> usize {
+    cfg.janus_event_loops.unwrap_or_else(|| match cfg.target_cpu {
+        Some(_) => 1,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
+
 /// Starts the target of `cfg`.
-pub fn start_target(cfg: &RunConfig) -> Result<Box<dyn Target>, String> {
+pub async fn start_target(cfg: &RunConfig) -> Result<Box<dyn Target>, String> {
     Ok(match cfg.target {
         TargetKind::Conclave => Box::new(conclave::ConclaveTarget::start(&cfg.binary, cfg.target_cpu)?),
+        TargetKind::Janus => {
+            if !netns::inside() {
+                return Err("Janus runs only in the load generator's own network namespace \
+                            (`conclave-loadgen` enters it by itself)"
+                    .into());
+            }
+            Box::new(janus::JanusTarget::start(&cfg.binary, cfg.target_cpu, janus_event_loops(cfg)).await?)
+        }
         TargetKind::Ceiling => Box::new(ceiling::CeilingTarget::start(&cfg.binary, cfg.target_cpu)?),
     })
 }
@@ -222,7 +253,7 @@ pub fn start_target(cfg: &RunConfig) -> Result<Box<dyn Target>, String> {
 /// The resident memory of the target with nobody connected, a second
 /// after it started.
 pub async fn idle_rss_kib(cfg: &RunConfig) -> Result<u64, String> {
-    let target = start_target(cfg)?;
+    let target = start_target(cfg).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     proc_usage(target.pid())
         .map(|u| u.rss_kib)
@@ -231,7 +262,7 @@ pub async fn idle_rss_kib(cfg: &RunConfig) -> Result<u64, String> {
 
 /// Runs one scenario against one target and reports.
 pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
-    let target = start_target(cfg)?;
+    let target = start_target(cfg).await?;
     let n = cfg.participants.max(2);
     let meeting = cfg.scenario == Scenario::Meeting;
     let publishers = match (cfg.scenario, cfg.publishers) {
@@ -301,7 +332,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
     }
     let cost = tokio::spawn(cost_between(
         target.pid(),
-        target.media_port(),
+        target.media_ports(),
         window.measure_from,
         window.until,
     ));
@@ -491,6 +522,7 @@ mod tests {
             warmup: 1.0,
             layer: VideoQuality::Medium,
             binary: PathBuf::new(),
+            janus_event_loops: None,
             target_cpu: None,
             loadgen_pinned: false,
         }

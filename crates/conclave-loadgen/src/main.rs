@@ -1,12 +1,14 @@
-//! `conclave-loadgen`: runs load scenarios against Conclave and the ceiling
-//! forwarder, side by side, and reports.
+//! `conclave-loadgen`: runs load scenarios against Conclave, Janus and the
+//! ceiling forwarder, side by side, and reports. Runs that include Janus
+//! happen in a network namespace of their own (see `netns`): the program
+//! starts itself again inside one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use conclave_loadgen::{
-    Report, RunConfig, Scenario, TargetKind, ceiling, idle_rss_kib, label, pin_self, run, table,
+    Report, RunConfig, Scenario, TargetKind, ceiling, idle_rss_kib, janus, label, netns, pin_self, run, table,
 };
 use livekit_protocol::VideoQuality;
 
@@ -53,8 +55,8 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Scenarios at several sizes, Conclave and the ceiling alternating
-    /// (A B A B), with the ratios of their figures of merit.
+    /// Scenarios at several sizes, the targets alternating (A B C A B C),
+    /// with the ratios of their figures of merit.
     Bench {
         /// Participant counts to run each scenario at.
         #[arg(long, value_delimiter = ',', default_value = "10,20,50")]
@@ -69,9 +71,17 @@ enum Cmd {
         /// The layers video fan-out is run at, each in turn.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "low")]
         layers: Vec<Layer>,
-        /// Rounds of A B per scenario and size.
+        /// Rounds of A B C per scenario and size.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        /// The targets, in the order each round runs them.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "conclave,janus,ceiling"
+        )]
+        targets: Vec<TargetKind>,
         #[command(flatten)]
         common: Common,
     },
@@ -97,6 +107,13 @@ struct Common {
     /// release build).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// The Janus program (Debian's `janus`).
+    #[arg(long, default_value = "janus")]
+    janus: PathBuf,
+    /// Janus's event loops (default: the CPUs it runs on, so one with
+    /// `--pin`).
+    #[arg(long)]
+    janus_event_loops: Option<usize>,
     /// Pin the target to CPU 1 and this program to CPU 0.
     #[arg(long)]
     pin: bool,
@@ -117,6 +134,7 @@ fn config(
             Some(p) => p.clone(),
             None => conclave_client::server_process::server_binary("release").map_err(|e| e.to_string())?,
         },
+        TargetKind::Janus => janus::find_binary(&c.janus)?,
         TargetKind::Ceiling => std::env::current_exe().map_err(|e| e.to_string())?,
     };
     Ok(RunConfig {
@@ -128,6 +146,7 @@ fn config(
         warmup: c.warmup,
         layer: layer.quality(),
         binary,
+        janus_event_loops: c.janus_event_loops,
         target_cpu: c.pin.then_some(1),
         loadgen_pinned: c.pin,
     })
@@ -158,21 +177,61 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The median figure of merit of each target, by name.
+type Medians = Vec<(TargetKind, f64)>;
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// The ratios between the targets' medians: Conclave over Janus, and each
+/// over the ceiling.
+fn ratios_of(name: &str, n: usize, medians: &Medians, valid: bool) -> serde_json::Value {
+    let get = |t| medians.iter().find(|(k, _)| *k == t).map(|(_, v)| *v);
+    let mut r = serde_json::json!({ "scenario": name, "participants": n, "valid": valid });
+    for (t, v) in medians {
+        r[format!("{}_packets_per_cpu_second", t.name())] = serde_json::json!(v);
+    }
+    let pairs = [
+        (TargetKind::Conclave, TargetKind::Janus),
+        (TargetKind::Conclave, TargetKind::Ceiling),
+        (TargetKind::Janus, TargetKind::Ceiling),
+    ];
+    for (a, b) in pairs {
+        if let (Some(x), Some(y)) = (get(a), get(b)) {
+            r[format!("{}_over_{}", a.name(), b.name())] = serde_json::json!(ratio(x, y));
+        }
+    }
+    r
+}
+
 async fn bench(
     sizes: &[usize],
     scenarios: &[Scenario],
     layers: &[Layer],
     rounds: usize,
+    targets: &[TargetKind],
     common: &Common,
 ) -> Result<(), String> {
-    let idle = idle_rss_kib(&config(
-        TargetKind::Conclave,
-        Scenario::AudioFanout,
-        0,
-        Layer::Low,
-        common,
-    )?)
-    .await?;
+    let mut targets = targets.to_vec();
+    targets.dedup();
+    if targets.is_empty() {
+        return Err("no targets to run".into());
+    }
+    let idle = if targets.contains(&TargetKind::Conclave) {
+        Some(
+            idle_rss_kib(&config(
+                TargetKind::Conclave,
+                Scenario::AudioFanout,
+                0,
+                Layer::Low,
+                common,
+            )?)
+            .await?,
+        )
+    } else {
+        None
+    };
     let mut reports = Vec::new();
     let mut ratios = Vec::new();
     for &scenario in scenarios {
@@ -183,57 +242,60 @@ async fn bench(
         };
         for &layer in layers {
             for &n in sizes {
-                let mut ours = Vec::new();
-                let mut ceiling = Vec::new();
+                let mut figures: Vec<(TargetKind, Vec<f64>)> =
+                    targets.iter().map(|&t| (t, Vec::new())).collect();
                 let mut valid = true;
                 let mut name = String::new();
                 for _ in 0..rounds.max(1) {
-                    for target in [TargetKind::Conclave, TargetKind::Ceiling] {
-                        let r = run(&config(target, scenario, n, layer, common)?).await?;
+                    for (target, figs) in figures.iter_mut() {
+                        let r = run(&config(*target, scenario, n, layer, common)?).await?;
                         eprint!("{}", table(std::slice::from_ref(&r)));
                         valid &= r.valid;
                         name = label(&r);
-                        match target {
-                            TargetKind::Conclave => ours.push(r.packets_per_cpu_second),
-                            TargetKind::Ceiling => ceiling.push(r.packets_per_cpu_second),
-                        }
+                        figs.push(r.packets_per_cpu_second);
                         reports.push(r);
                     }
                 }
-                let (a, b) = (median(ours), median(ceiling));
-                ratios.push(serde_json::json!({
-                    "scenario": name,
-                    "participants": n,
-                    "conclave_packets_per_cpu_second": a,
-                    "ceiling_packets_per_cpu_second": b,
-                    "conclave_over_ceiling": if b > 0.0 { a / b } else { 0.0 },
-                    "valid": valid,
-                }));
+                let medians: Medians = figures.into_iter().map(|(t, v)| (t, median(v))).collect();
+                ratios.push(ratios_of(&name, n, &medians, valid));
             }
         }
     }
     println!("{}", table(&reports));
-    println!(
-        "Conclave with nobody connected: {:.1} MiB resident",
-        idle as f64 / 1024.0
-    );
-    println!("Conclave / ceiling, forwarded packets per target CPU-second (medians):");
-    for r in &ratios {
+    if let Some(idle) = idle {
         println!(
-            "  {:<19} n={:<5} {:>10.0} / {:>10.0} = {:.3}{}",
-            r["scenario"].as_str().unwrap_or(""),
-            r["participants"],
-            r["conclave_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
-            r["ceiling_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
-            r["conclave_over_ceiling"].as_f64().unwrap_or(0.0),
-            if r["valid"].as_bool().unwrap_or(false) {
-                ""
-            } else {
-                "  (not valid: loss above 0.1% or a silent receiver)"
-            },
+            "Conclave with nobody connected: {:.1} MiB resident",
+            idle as f64 / 1024.0
         );
     }
-    write_json(&common.json, Some(idle), &reports, &ratios)
+    println!("Forwarded packets per target CPU-second (medians) and their ratios:");
+    for r in &ratios {
+        let mut line = format!(
+            "  {:<19} n={:<5}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["participants"]
+        );
+        for t in &targets {
+            let v = r[format!("{}_packets_per_cpu_second", t.name())]
+                .as_f64()
+                .unwrap_or(0.0);
+            line.push_str(&format!(" {}={v:.0}", t.name()));
+        }
+        for key in [
+            "conclave_over_janus",
+            "conclave_over_ceiling",
+            "janus_over_ceiling",
+        ] {
+            if let Some(v) = r[key].as_f64() {
+                line.push_str(&format!(" {}={v:.3}", key.replace("_over_", "/")));
+            }
+        }
+        if !r["valid"].as_bool().unwrap_or(false) {
+            line.push_str("  (not valid: loss above 0.1% or a silent receiver)");
+        }
+        println!("{line}");
+    }
+    write_json(&common.json, idle, &reports, &ratios)
 }
 
 async fn main_async(cli: Cli) -> Result<(), String> {
@@ -258,13 +320,34 @@ async fn main_async(cli: Cli) -> Result<(), String> {
             scenarios,
             layers,
             rounds,
+            targets,
             common,
-        } => bench(&sizes, &scenarios, &layers, rounds, &common).await,
+        } => bench(&sizes, &scenarios, &layers, rounds, &targets, &common).await,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let with_janus = match &cli.command {
+        Cmd::Run { target, .. } => *target == TargetKind::Janus,
+        Cmd::Bench { targets, .. } => targets.contains(&TargetKind::Janus),
+        Cmd::Forward { .. } => false,
+    };
+    if with_janus {
+        if !netns::inside() {
+            return match netns::rerun_inside() {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("conclave-loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        if let Err(e) = netns::setup() {
+            eprintln!("conclave-loadgen: cannot prepare the network namespace for Janus: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let pin = match &cli.command {
         Cmd::Run { common, .. } | Cmd::Bench { common, .. } => common.pin,
         Cmd::Forward { .. } => false,

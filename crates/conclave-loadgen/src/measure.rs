@@ -1,6 +1,7 @@
 //! What subscribers measure, and what the server process costs.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -113,21 +114,30 @@ fn parse_snmp_udp(text: &str) -> Option<(u64, u64)> {
     Some((field("RcvbufErrors")?, field("SndbufErrors")?))
 }
 
-/// Datagrams dropped by the IPv4 UDP socket bound to `port` (its receive
-/// buffer was full), from `/proc/net/udp`.
-pub fn udp_socket_drops(port: u16) -> Option<u64> {
-    parse_udp_drops(&std::fs::read_to_string("/proc/net/udp").ok()?, port)
+/// Datagrams dropped by the IPv4 UDP sockets bound to `ports` (their
+/// receive buffers were full), from `/proc/net/udp`.
+pub fn udp_socket_drops(ports: RangeInclusive<u16>) -> Option<u64> {
+    parse_udp_drops(&std::fs::read_to_string("/proc/net/udp").ok()?, ports)
 }
 
-fn parse_udp_drops(text: &str, port: u16) -> Option<u64> {
-    let wanted = format!(":{port:04X}");
-    text.lines().skip(1).find_map(|line| {
+fn parse_udp_drops(text: &str, ports: RangeInclusive<u16>) -> Option<u64> {
+    let mut found = false;
+    let mut drops = 0u64;
+    for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if !fields.get(1)?.ends_with(&wanted) {
-            return None;
+        let port = fields
+            .get(1)
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        if let Some(port) = port
+            && ports.contains(&port)
+            && let Some(d) = fields.last().and_then(|d| d.parse::<u64>().ok())
+        {
+            found = true;
+            drops += d;
         }
-        fields.last()?.parse().ok()
-    })
+    }
+    found.then_some(drops)
 }
 
 /// CPU seconds every process of the machine spent over all CPUs, from
@@ -176,8 +186,12 @@ mod tests {
                    timeout inode ref pointer drops\n\
                    1: 0100007F:1EC2 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 1 2 \
                    0000000000000000 12\n";
-        assert_eq!(parse_udp_drops(udp, 7874), Some(12));
-        assert_eq!(parse_udp_drops(udp, 7875), None);
+        assert_eq!(parse_udp_drops(udp, 7874..=7874), Some(12));
+        assert_eq!(parse_udp_drops(udp, 7875..=7875), None);
+        let two = format!(
+            "{udp}   2: 0100007F:1EC4 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 1 2 0 5\n"
+        );
+        assert_eq!(parse_udp_drops(&two, 7870..=7880), Some(17));
         assert!(udp_buffer_errors().is_some());
         assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
     }

@@ -85,6 +85,11 @@ impl Source {
         }
     }
 
+    /// The video layers it sends, lowest first.
+    pub fn layers(&self) -> &[LayerPlan] {
+        &self.layers
+    }
+
     /// Whether it sends video.
     pub fn has_video(&self) -> bool {
         !self.layers.is_empty()

@@ -1,9 +1,10 @@
 //! What a system under test must offer the load generator: a process whose
 //! cost is measured, and participants that join it, publish a [`Source`]
-//! and measure what they receive. Conclave and the ceiling forwarder are
-//! targets; another SFU is added by implementing [`Target`] for it.
+//! and measure what they receive. Conclave, Janus and the ceiling forwarder
+//! are targets; another SFU is added by implementing [`Target`] for it.
 
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -70,8 +71,10 @@ pub type Joining = Pin<Box<dyn Future<Output = Result<Outcome, String>> + Send +
 pub trait Target: Send + Sync {
     /// The process whose CPU time and memory are its cost.
     fn pid(&self) -> u32;
-    /// The UDP port its media arrives on (loopback), to read its drops.
-    fn media_port(&self) -> u16;
+    /// The UDP ports its media arrives on (loopback), to read its drops:
+    /// one port for Conclave and the ceiling, a range for Janus (a socket
+    /// per peer connection).
+    fn media_ports(&self) -> RangeInclusive<u16>;
     /// What it logged, to explain a failure.
     fn log(&self) -> String;
     /// One participant joins and follows `plan`.

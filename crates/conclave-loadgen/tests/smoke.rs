@@ -1,10 +1,24 @@
-//! A few seconds of each scenario against both targets through the real
-//! program, so the harness never rots: packets must arrive and the JSON
-//! must hold every figure. Nothing here looks at speed.
+//! A few seconds of each scenario against every target (Conclave, Janus,
+//! the ceiling) through the real program, so the harness never rots:
+//! packets must arrive and the JSON must hold every figure. Nothing here
+//! looks at speed. Janus must be installed (`apt-get install janus`); the
+//! runs with it need root or user namespaces (a network namespace of their
+//! own).
 
 use std::process::Command;
 
 use conclave_client::server_process::server_binary;
+
+/// Fails, saying how to install it, when Janus is missing.
+fn require_janus() {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("janus").is_file()));
+    assert!(
+        found,
+        "Janus is not installed: the benchmark smoke test runs Janus's VideoRoom beside Conclave. \
+         Install it with `apt-get install janus` (or run `cargo xtask test`, which does)"
+    );
+}
 
 fn run(args: &[&str]) -> serde_json::Value {
     let server = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
@@ -33,9 +47,10 @@ fn run(args: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-fn every_scenario_runs_against_both_targets() {
+fn every_scenario_runs_against_every_target() {
+    require_janus();
     for scenario in ["audio-fanout", "video-fanout", "meeting"] {
-        for target in ["conclave", "ceiling"] {
+        for target in ["conclave", "janus", "ceiling"] {
             let doc = run(&[
                 "run",
                 "--target",
@@ -76,6 +91,7 @@ fn every_scenario_runs_against_both_targets() {
 /// publishers of a meeting and a fan-out at the high layer.
 #[test]
 fn bench_prints_ratios() {
+    require_janus();
     let doc = run(&[
         "bench",
         "--sizes",
@@ -91,14 +107,20 @@ fn bench_prints_ratios() {
         "--pin",
     ]);
     let reports = doc["reports"].as_array().expect("reports");
-    assert_eq!(reports.len(), 4, "{doc}");
+    assert_eq!(reports.len(), 6, "{doc}");
+    let targets: Vec<&str> = reports.iter().filter_map(|r| r["target"].as_str()).collect();
+    assert_eq!(
+        targets,
+        ["conclave", "janus", "ceiling", "conclave", "janus", "ceiling"],
+        "the targets alternate"
+    );
     for r in reports {
         assert_eq!(r["publishers"], 2, "{r}");
         assert!(r["packets"].as_u64().is_some_and(|p| p > 0), "{r}");
         assert_eq!(r["silent_receivers"], 0, "{r}");
         assert_eq!(r["pinned"], true, "{r}");
     }
-    assert_eq!(reports[2]["layer"], "high");
+    assert_eq!(reports[3]["layer"], "high");
     assert!(
         doc["conclave_idle_rss_kib"].as_u64().is_some_and(|k| k > 0),
         "{doc}"
@@ -106,6 +128,12 @@ fn bench_prints_ratios() {
     let ratios = doc["ratios"].as_array().expect("ratios");
     assert_eq!(ratios.len(), 2, "{doc}");
     for ratio in ratios {
-        assert!(ratio["conclave_over_ceiling"].is_number(), "{ratio}");
+        for key in [
+            "conclave_over_janus",
+            "conclave_over_ceiling",
+            "janus_over_ceiling",
+        ] {
+            assert!(ratio[key].is_number(), "{key} missing in {ratio}");
+        }
     }
 }
