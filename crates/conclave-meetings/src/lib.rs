@@ -385,12 +385,19 @@ fn invitees_of(records: &[InviteeRecord]) -> Vec<Invitee> {
         .collect()
 }
 
-fn hash_passcode(passcode: &str) -> Result<String> {
-    use argon2::PasswordHasher;
-    argon2::Argon2::default()
-        .hash_password(passcode.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| MeetingsError::Internal("passcode hashing failed"))
+/// Hashes a passcode with Argon2id on a blocking thread (it takes tens of
+/// milliseconds of CPU).
+async fn hash_passcode(passcode: &str) -> Result<String> {
+    let passcode = passcode.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use argon2::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(passcode.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|_| MeetingsError::Internal("passcode hashing failed"))
+    })
+    .await
+    .map_err(|_| MeetingsError::Internal("passcode hashing failed"))?
 }
 
 fn passcode_matches(hash: &str, passcode: &str) -> bool {
@@ -580,7 +587,7 @@ impl Meetings {
         let spec = spec.validate()?;
         let passcode_hash = match spec.passcode.as_deref() {
             None | Some("") => None,
-            Some(p) => Some(hash_passcode(p)?),
+            Some(p) => Some(hash_passcode(p).await?),
         };
         let m = MeetingRecord {
             id: MeetingId::random(),
@@ -664,7 +671,7 @@ impl Meetings {
         match spec.passcode.as_deref() {
             None => {}
             Some("") => m.passcode_hash = None,
-            Some(p) => m.passcode_hash = Some(hash_passcode(p)?),
+            Some(p) => m.passcode_hash = Some(hash_passcode(p).await?),
         }
         let rights_changed = rights_of(&m) != spec.rights;
         m.rights = serde_json::to_string(&spec.rights).map_err(|_| MeetingsError::Internal("rights"))?;
