@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 create_room: true,
                 auto_subscribe: true,
                 client_protocol: 16,
+                kind: lk::participant_info::Kind::Standard,
             },
         );
     }

@@ -386,13 +386,14 @@ impl Drop for TestPostgres {
 }
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
-const FUZZ_TARGETS: [&str; 6] = [
+const FUZZ_TARGETS: [&str; 7] = [
     "token_verify",
     "signal_request",
     "media_datagram",
     "keyframe",
     "red",
     "client_signal",
+    "meeting_input",
 ];
 
 fn fuzz(args: &[String]) -> Result<()> {

@@ -330,6 +330,19 @@ pub struct Meetings {
     changed: tokio::sync::Notify,
 }
 
+/// Checks a file a participant wants to share, as an upload is checked:
+/// its cleaned name and its media type, or why it is refused. Never
+/// panics, whatever the bytes.
+pub fn check_shared_file(
+    name: &str,
+    data: &[u8],
+    max_bytes: usize,
+) -> std::result::Result<(String, &'static str), FileRefusal> {
+    let name = files::clean_name(name)?;
+    let t = files::check(&name, data, max_bytes)?;
+    Ok((name, t.media_type))
+}
+
 fn room_of(id: &MeetingId) -> Result<RoomName> {
     RoomName::new(id.as_str()).map_err(|_| MeetingsError::Internal("meeting id is no room name"))
 }
