@@ -9,13 +9,13 @@
 //! (`Origin`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,7 @@ use conclave_runtime::EngineHandle;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::{SESSION_COOKIE, client_address, cookie, same_origin};
+use crate::accounts::{SESSION_COOKIE, cookie, request_client, same_origin};
 
 /// Longest wait of a lobby poll.
 const LOBBY_WAIT: Duration = Duration::from_secs(20);
@@ -111,11 +111,7 @@ impl FromRequestParts<St> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, st: &St) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(Peer(client_address(peer, &parts.headers, &st.trusted_proxies)))
+        Ok(Peer(request_client(parts, &st.trusted_proxies)))
     }
 }
 

@@ -20,7 +20,7 @@ use conclave_accounts::{Accounts, Settings, Store, Url};
 
 use crate::config::Config;
 
-pub(crate) use routes::{client_address, cookie, router, same_origin};
+pub(crate) use routes::{cookie, request_client, router, same_origin};
 
 /// The name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "__Host-conclave_session";

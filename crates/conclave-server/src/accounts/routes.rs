@@ -129,12 +129,17 @@ impl FromRequestParts<St> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, st: &St) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(Peer(client_address(peer, &parts.headers, &st.trusted_proxies)))
+        Ok(Peer(request_client(parts, &st.trusted_proxies)))
     }
+}
+
+/// The client address of a request (see [`client_address`]).
+pub(crate) fn request_client(parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    client_address(peer, &parts.headers, trusted)
 }
 
 pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
