@@ -16,7 +16,8 @@ mod red;
 mod rewrite;
 mod stun;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -59,6 +60,10 @@ const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 /// in the last second: enough to repair 30% loss, and a bound against a
 /// subscriber that asks for everything again.
 const RTX_RATIO_CAP: f32 = 0.5;
+
+/// Timers found already due while draining a connection that run at once
+/// (see `MediaCore::drain`); the rest wait for `handle_timeout`.
+const MAX_DUE_NOW_ROUNDS: usize = 8;
 
 /// Identifies one peer connection inside a [`MediaCore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -259,7 +264,14 @@ pub struct MediaCore {
     sources: HashMap<(PeerId, Mid), Source>,
     /// Subscriber media section -> the source it forwards.
     downtrack_source: HashMap<(PeerId, Mid), (PeerId, Mid)>,
+    /// Peers with work to carry out (outputs to poll).
     dirty: HashSet<PeerId>,
+    /// Scratch list for draining `dirty` without rescanning the set.
+    draining: Vec<PeerId>,
+    /// Every peer's next timer, earliest first. Entries whose time is no
+    /// longer the peer's `next_timeout` are stale and skipped, so a timer
+    /// costs O(log n) and never a scan over every peer.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     out: VecDeque<Output>,
     counters: Counters,
     /// Last cumulative (nacks, keyframe requests) per outgoing stream.
@@ -355,6 +367,8 @@ impl MediaCore {
             sources: HashMap::new(),
             downtrack_source: HashMap::new(),
             dirty: HashSet::new(),
+            draining: Vec::new(),
+            timers: BinaryHeap::new(),
             out: VecDeque::new(),
             counters: Counters::default(),
             egress_seen: HashMap::new(),
@@ -787,15 +801,46 @@ impl MediaCore {
             }
             Some(_) => {}
         }
-        for (id, p) in self.peers.iter_mut() {
-            if p.next_timeout.is_none_or(|t| t <= now) {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(peer = %id, error = %e, "timeout handling failed");
-                }
-                self.dirty.insert(*id);
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
             }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if p.next_timeout != Some(t) {
+                continue;
+            }
+            // Polled again (and given a new timer) when drained below.
+            p.next_timeout = None;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(peer = %id, error = %e, "timeout handling failed");
+            }
+            self.dirty.insert(id);
         }
         self.process();
+    }
+
+    /// The earliest pending timer, dropping stale heap entries on the way.
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.peers.get(&id).is_some_and(|p| p.next_timeout == Some(t)) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Drops every stale timer entry (they pile up when timers keep moving
+    /// before they are due).
+    fn rebuild_timers(&mut self) {
+        self.timers = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| Some(Reverse((p.next_timeout?, *id))))
+            .collect();
     }
 
     /// The next thing to do: a datagram to send, an event, or when to call
@@ -805,24 +850,48 @@ impl MediaCore {
         if let Some(o) = self.out.pop_front() {
             return o;
         }
-        let next = self.peers.values().filter_map(|p| p.next_timeout).min();
+        let next = self.next_timer();
         Output::Timeout(next.unwrap_or(self.now + Duration::from_secs(1)))
     }
 
     /// Drains every peer with pending work until none is left.
     fn process(&mut self) {
-        while let Some(id) = self.dirty.iter().next().copied() {
-            self.dirty.remove(&id);
-            self.drain(id);
+        while !self.dirty.is_empty() {
+            let mut ids = std::mem::take(&mut self.draining);
+            ids.extend(self.dirty.drain());
+            for id in ids.drain(..) {
+                self.drain(id);
+            }
+            self.draining = ids;
         }
     }
 
     fn drain(&mut self, id: PeerId) {
+        let mut due_now = 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else { return };
             match p.rtc.poll_output() {
                 Ok(RtcOutput::Timeout(t)) => {
-                    p.next_timeout = Some(t);
+                    // A timer already due (the pacer releasing a packet just
+                    // written, a stream's report) runs now rather than after a
+                    // round through the caller: that round would add a wake-up
+                    // and the timer's granularity to every forwarded packet.
+                    // Bounded, so that a connection whose timer never moves
+                    // cannot spin.
+                    if t <= self.now && due_now < MAX_DUE_NOW_ROUNDS {
+                        due_now += 1;
+                        if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                            tracing::debug!(peer = %id, error = %e, "timeout handling failed");
+                        }
+                        continue;
+                    }
+                    if p.next_timeout != Some(t) {
+                        p.next_timeout = Some(t);
+                        self.timers.push(Reverse((t, id)));
+                        if self.timers.len() > 4 * self.peers.len() + 1024 {
+                            self.rebuild_timers();
+                        }
+                    }
                     return;
                 }
                 Ok(RtcOutput::Transmit(t)) => {
