@@ -28,6 +28,15 @@ pub enum ConnOut {
     Close,
 }
 
+/// Datagrams read from the socket in one go before outputs are carried out.
+const RECEIVE_BATCH: usize = 32;
+/// Datagrams handed to the kernel in one `sendmmsg`.
+#[cfg(target_os = "linux")]
+const SEND_BATCH: usize = 64;
+/// Rounds of due timers handled in a row before the task yields to the
+/// socket and the other inputs again.
+const MAX_DUE_ROUNDS: usize = 4;
+
 type Job = Box<dyn FnOnce(&mut Sfu, Now) + Send>;
 
 enum Command {
@@ -191,31 +200,47 @@ async fn run(
     let fallback_local = socket.local_addr().ok();
     let mut transmits: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let mut stalled: Vec<ConnId> = Vec::new();
+    let receiving = |source: SocketAddr| {
+        local
+            .iter()
+            .find(|a| a.is_ipv4() == source.is_ipv4())
+            .copied()
+            .or(fallback_local)
+    };
     loop {
         let mut deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
-        while !stalled.is_empty() {
+        let mut rounds = 0;
+        loop {
             for conn in stalled.drain(..) {
                 tracing::info!("a signalling connection stopped reading; closing it");
                 sfu.handle_disconnect(now(), conn);
             }
+            // Timers that came due while the last outputs were produced run
+            // now: sleeping would round them up to the timer's granularity.
+            let due = rounds < MAX_DUE_ROUNDS && deadline <= Instant::now();
+            if stalled.is_empty() && !due {
+                break;
+            }
+            if due {
+                rounds += 1;
+                sfu.handle_timeout(now());
+            }
             deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
         }
-        for (destination, contents) in transmits.drain(..) {
-            if let Err(e) = socket.send_to(&contents, destination).await {
-                // UDP: a failed send loses the packet like the network would.
-                tracing::trace!(error = %e, "datagram not sent");
-            }
-        }
+        send_all(&socket, &mut transmits).await;
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, source)) => {
-                    let destination = local
-                        .iter()
-                        .find(|a| a.is_ipv4() == source.is_ipv4())
-                        .copied()
-                        .or(fallback_local);
-                    if let Some(destination) = destination {
+                    if let Some(destination) = receiving(source) {
                         sfu.handle_datagram(now(), source, destination, &buf[..n]);
+                    }
+                    // Whatever else is already queued is read before the
+                    // outputs are carried out, one wake-up for the lot.
+                    for _ in 1..RECEIVE_BATCH {
+                        let Ok((n, source)) = socket.try_recv_from(&mut buf) else { break };
+                        if let Some(destination) = receiving(source) {
+                            sfu.handle_datagram(now(), source, destination, &buf[..n]);
+                        }
                     }
                 }
                 Err(e) => {
@@ -255,6 +280,66 @@ async fn run(
             _ = tokio::time::sleep_until(deadline.into()) => {
                 sfu.handle_timeout(now());
             }
+        }
+    }
+}
+
+/// Sends every queued datagram, as many per system call as the kernel
+/// takes (`sendmmsg`). UDP: a datagram that cannot be sent is lost, as the
+/// network would lose it.
+#[cfg(target_os = "linux")]
+async fn send_all(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use tokio::io::Interest;
+
+    let mut start = 0;
+    while start < transmits.len() {
+        let chunk = &transmits[start..transmits.len().min(start + SEND_BATCH)];
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, c)| [IoSlice::new(c)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = chunk
+                .iter()
+                .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+                .collect();
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
+            sendmmsg(
+                socket.as_raw_fd(),
+                &mut headers,
+                slices.iter(),
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count)
+            .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(n) => start += n.max(1),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                // The first datagram of the batch failed (e.g. no route):
+                // it is lost, the rest go on.
+                tracing::trace!(error = %e, "datagram not sent");
+                start += 1;
+            }
+        }
+    }
+    transmits.clear();
+}
+
+/// Sends every queued datagram, one system call each.
+#[cfg(not(target_os = "linux"))]
+async fn send_all(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    for (destination, contents) in transmits.drain(..) {
+        if let Err(e) = socket.send_to(&contents, destination).await {
+            tracing::trace!(error = %e, "datagram not sent");
         }
     }
 }
