@@ -41,6 +41,10 @@ pub fn signalling_url(server: &str, token: &str) -> String {
     format!("{ws}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=rust&version=0.1.0")
 }
 
+/// Due timers run one after another at most this often before the driver
+/// waits for its sockets again.
+const MAX_DUE_ROUNDS: usize = 4;
+
 /// Joins `server` with `token`, publishes `tracks`, and runs `app` until it
 /// is done (then leaves) or the server ends the session. Media sockets are
 /// bound on `bind` (an address of this machine that the server can reach).
@@ -73,6 +77,7 @@ pub async fn run<A: App>(
     let mut pub_buf = vec![0u8; 2048];
     let mut sub_buf = vec![0u8; 2048];
     let mut leaving = false;
+    let mut due_rounds = 0;
     loop {
         let deadline = loop {
             match client.poll_output() {
@@ -112,7 +117,15 @@ pub async fn run<A: App>(
             continue;
         }
         let wake = app.next_wake().map_or(deadline, |w| w.min(deadline));
-        tokio::select! {
+        // A timer already due (str0m's pacer asks for one a microsecond after
+        // each packet written) runs at once: sleeping would round it up to
+        // the timer's millisecond. A few rounds in a row at most, then the
+        // sockets get their turn.
+        if wake <= Instant::now() && due_rounds < MAX_DUE_ROUNDS {
+            due_rounds += 1;
+        } else {
+            due_rounds = 0;
+            tokio::select! {
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     if let Err(e) = client.handle_signal(Instant::now(), &b) {
@@ -133,6 +146,7 @@ pub async fn run<A: App>(
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
+            }
         }
         let now = Instant::now();
         client.handle_timeout(now);
