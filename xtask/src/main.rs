@@ -244,6 +244,22 @@ fn test(args: &[String]) -> Result<()> {
         "cargo clippy",
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
     );
+    // The fuzz targets are a workspace of their own (running them needs a
+    // nightly toolchain, see `cargo xtask fuzz`); they must still compile
+    // against the crates they call. Sharing the target directory reuses
+    // what clippy checked.
+    step(
+        "fuzz targets check",
+        run(cargo()
+            .args([
+                "check",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--bins",
+                "--target-dir",
+            ])
+            .arg(root().join("target"))),
+    );
     // The server binary first: the native client's tests run it.
     let bin = root().join("target/debug/conclave");
     let built = web_ok && run(cargo().args(["build", "-p", "conclave-server"])).is_ok();
