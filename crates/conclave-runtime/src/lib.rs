@@ -211,6 +211,8 @@ async fn run(
         let mut deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
         let mut rounds = 0;
         loop {
+            // What closing a stalled connection produces is carried out now.
+            let closed = !stalled.is_empty();
             for conn in stalled.drain(..) {
                 tracing::info!("a signalling connection stopped reading; closing it");
                 sfu.handle_disconnect(now(), conn);
@@ -218,7 +220,7 @@ async fn run(
             // Timers that came due while the last outputs were produced run
             // now: sleeping would round them up to the timer's granularity.
             let due = rounds < MAX_DUE_ROUNDS && deadline <= Instant::now();
-            if stalled.is_empty() && !due {
+            if !closed && !due {
                 break;
             }
             if due {
