@@ -83,9 +83,13 @@ async fn person(store: &Store, email: &str, name: &str) -> Person {
 }
 
 async fn world() -> World {
+    // Tests run in parallel threads: the clock alone can give two of them
+    // the same directory (and so one database migrated twice at once).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "conclave-meetings-test-{}-{}",
+        "conclave-meetings-test-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
