@@ -163,6 +163,12 @@ impl World {
         self.settle();
     }
 
+    /// Lets time pass in 10 ms steps with nothing sent (connections
+    /// establish, timers run).
+    fn idle(&mut self, total: Duration) {
+        self.run_for(total, Duration::from_millis(10), |_| {});
+    }
+
     fn run_for(&mut self, total: Duration, step: Duration, mut each: impl FnMut(&mut World)) {
         let end = self.now + total;
         while self.now < end {
@@ -325,17 +331,13 @@ fn audio_and_video_reach_the_subscriber() {
     let mut w = World::new();
     let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
     // ICE and DTLS complete within simulated time.
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     assert!(
         w.core_events.contains(&MediaEvent::Connected(publisher)),
         "publisher never connected"
     );
     let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     assert!(
         w.core_events.contains(&MediaEvent::Connected(sub)),
         "subscriber never connected"
@@ -399,13 +401,9 @@ fn audio_and_video_reach_the_subscriber() {
 fn lost_packets_toward_the_subscriber_are_resent() {
     let mut w = World::new();
     let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
     let vp8 = w
         .subscriber
@@ -420,9 +418,7 @@ fn lost_packets_toward_the_subscriber_are_resent() {
     w.lose_to_subscriber = Some(10);
     publish_for(&mut w, mids[0], mids[1], Duration::from_secs(4));
     w.lose_to_subscriber = None;
-    for _ in 0..50 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(500));
     let count = |v: &[Option<(bool, u8)>], want: (bool, u8)| v.iter().filter(|x| **x == Some(want)).count();
     let lost_video = count(&w.lost, (true, video_pt));
     let resent = count(&w.rtp_to_subscriber, (true, rtx_pt)) - count(&w.lost, (true, rtx_pt));
@@ -439,13 +435,9 @@ fn lost_packets_toward_the_subscriber_are_resent() {
 fn a_removed_publisher_stops_forwarding_and_renegotiates() {
     let mut w = World::new();
     let (publisher, _) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..100 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(1000));
     w.core.remove_peer(publisher);
     // The subscriber's media section goes inactive in the next offer.
     let offer = w
@@ -467,9 +459,7 @@ fn a_removed_publisher_stops_forwarding_and_renegotiates() {
 fn audio_passes_through_and_stops_while_disabled() {
     let mut w = World::new();
     let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     let source = w
         .core_events
         .iter()
@@ -489,9 +479,7 @@ fn audio_passes_through_and_stops_while_disabled() {
         })
         .expect("TrackAdded for the audio section");
     let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
 
     let audio = mids[0];
@@ -628,13 +616,9 @@ fn audio_passes_through_and_stops_while_disabled() {
 fn a_forwarded_packet_leaves_without_waiting_for_a_timer() {
     let mut w = World::new();
     let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     let sub = subscribe_all(&mut w, publisher);
-    for _ in 0..200 {
-        w.advance(Duration::from_millis(10));
-    }
+    w.idle(Duration::from_millis(2000));
     assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
     let audio = mids[0];
     let rtp_sent = |w: &World| w.rtp_to_subscriber.iter().filter(|r| r.is_some()).count();
