@@ -444,6 +444,16 @@ impl Client {
         }));
     }
 
+    /// Asks the server to stop sending a subscribed track that is not shown
+    /// (it stays subscribed), as a client with adaptive streaming does.
+    pub fn disable(&mut self, track_sid: &TrackSid) {
+        self.signal(Req::TrackSetting(lk::UpdateTrackSettings {
+            track_sids: vec![track_sid.as_str().to_owned()],
+            disabled: true,
+            ..Default::default()
+        }));
+    }
+
     /// Asks the server for a keyframe of a subscribed video section.
     pub fn request_keyframe(&mut self, mid: Mid) {
         if let Some(rx) = self.subscriber.direct_api().stream_rx_by_mid(mid, None) {

@@ -50,12 +50,10 @@ fn layer_of(q: VideoQuality) -> usize {
 /// The SSRCs participant `index` receives.
 pub fn wanted(index: usize, wants: &Wants) -> Vec<u32> {
     let mut out = Vec::new();
-    let mut first = true;
-    for p in (0..wants.publishers).filter(|&p| p != index) {
+    for (shown, p) in (0..wants.publishers).filter(|&p| p != index).enumerate() {
         out.push(ssrc(p, None));
-        if wants.video {
-            let q = if first { wants.first } else { wants.rest };
-            first = false;
+        if wants.video && shown < wants.videos {
+            let q = if shown == 0 { wants.first } else { wants.rest };
             out.push(ssrc(p, Some(layer_of(q))));
         }
     }
@@ -405,11 +403,12 @@ mod tests {
     #[test]
     fn subscribers_get_only_the_streams_they_asked_for() {
         let now = Instant::now();
-        let wants = Wants {
+        let mut wants = Wants {
             publishers: 3,
             first: VideoQuality::High,
             rest: VideoQuality::Low,
             video: true,
+            videos: usize::MAX,
             window: Window {
                 base: now,
                 measure_from: now,
@@ -439,5 +438,11 @@ mod tests {
         assert!(out.is_empty(), "a layer nobody asked for goes nowhere");
         routes.route(3, &[1, 2, 3], b, &mut out);
         assert!(out.is_empty());
+        // Showing one video: participant 1 gets both audios, 0's video.
+        wants.videos = 1;
+        assert_eq!(
+            wanted(1, &wants),
+            vec![ssrc(0, None), ssrc(0, Some(2)), ssrc(2, None)]
+        );
     }
 }

@@ -188,11 +188,14 @@ impl Publisher {
 }
 
 /// Receives every track and measures it. Asks the `first` quality for the
-/// first video track it sees and `rest` for the others.
+/// first video track it sees and `rest` for the others, up to
+/// `wants.videos` of them; asks the server to stop sending the videos
+/// beyond (they stay subscribed), and counts what still arrives of them.
 struct Subscriber {
     recv: Receiver,
     wants: Wants,
     asked: HashSet<TrackSid>,
+    hidden: HashSet<TrackSid>,
 }
 
 impl Subscriber {
@@ -201,6 +204,7 @@ impl Subscriber {
             recv: Receiver::default(),
             wants,
             asked: HashSet::new(),
+            hidden: HashSet::new(),
         }
     }
 
@@ -216,10 +220,22 @@ impl Subscriber {
         else {
             return;
         };
+        let window = self.wants.window;
         if let Some(track) = track
             && *kind == MediaKind::Video
             && !self.asked.contains(track)
         {
+            if self.hidden.contains(track) {
+                if (window.measure_from..window.until).contains(at) {
+                    self.recv.unwanted += 1;
+                }
+                return;
+            }
+            if self.asked.len() >= self.wants.videos {
+                client.disable(track);
+                self.hidden.insert(track.clone());
+                return;
+            }
             let q = if self.asked.is_empty() {
                 self.wants.first
             } else {
@@ -228,7 +244,6 @@ impl Subscriber {
             client.set_quality(track, q);
             self.asked.insert(track.clone());
         }
-        let window = self.wants.window;
         if *at < window.measure_from {
             self.recv.first_packet.get_or_insert(*at);
             return;

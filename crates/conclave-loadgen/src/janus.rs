@@ -11,7 +11,8 @@
 //! rid) in one peer connection; those that receive subscribe, in one more
 //! peer connection, to every other publisher's streams as Janus announces
 //! them, the first at the `first` quality and the rest at `rest`
-//! (substreams 0, 1, 2). They send the same media and measure the same way
+//! (substreams 0, 1, 2); past the number of videos wanted, to the audio
+//! stream alone (by the `mid` Janus names in its list of publishers). They send the same media and measure the same way
 //! as Conclave's participants, and answer keyframe requests with keyframes
 //! and NACKs from str0m's send cache.
 
@@ -550,8 +551,9 @@ struct Receiving {
     recv: Receiver,
     /// Feeds subscribed to or about to be.
     known: HashSet<u64>,
-    /// Feeds to subscribe to next, with their participant numbers.
-    queue: Vec<(u64, usize)>,
+    /// Feeds to subscribe to next: feed id, participant number, the
+    /// `mid` of its audio stream.
+    queue: Vec<(u64, usize, Option<String>)>,
     /// Video feeds asked for so far (the first gets `first`).
     videos: usize,
     /// A subscription change is under way (until Janus has our answer).
@@ -570,18 +572,26 @@ impl Receiving {
                 continue;
             };
             if n != own && n < self.wants.publishers && self.known.insert(id) {
-                self.queue.push((id, n));
+                let audio = p["streams"].as_array().and_then(|streams| {
+                    streams
+                        .iter()
+                        .find(|s| s["type"] == "audio")
+                        .and_then(|s| s["mid"].as_str())
+                        .map(str::to_owned)
+                });
+                self.queue.push((id, n, audio));
             }
         }
-        self.queue.sort_by_key(|&(_, n)| n);
+        self.queue.sort_by_key(|(_, n, _)| *n);
     }
 
-    /// The `streams` of a subscription to the queued feeds.
-    fn take_streams(&mut self) -> Vec<Value> {
+    /// The `streams` of a subscription to the queued feeds: whole feeds
+    /// while videos are wanted, then their audio streams alone.
+    fn take_streams(&mut self) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
-        for (feed, _) in std::mem::take(&mut self.queue) {
+        for (feed, _, audio) in std::mem::take(&mut self.queue) {
             let mut s = json!({ "feed": feed });
-            if self.wants.video {
+            if self.wants.video && self.videos < self.wants.videos {
                 let q = if self.videos == 0 {
                     self.wants.first
                 } else {
@@ -589,10 +599,13 @@ impl Receiving {
                 };
                 self.videos += 1;
                 s["substream"] = json!(substream(q));
+            } else if self.wants.video {
+                let mid = audio.ok_or_else(|| format!("Janus named no audio stream of feed {feed}"))?;
+                s["mid"] = json!(mid);
             }
             out.push(s);
         }
-        out
+        Ok(out)
     }
 
     fn on_rtp(&mut self, p: &str0m::rtp::RtpPacket, mid: Option<Mid>) {
@@ -668,10 +681,10 @@ impl Member {
 
     /// Subscribes to the queued feeds: a new subscription, or more streams
     /// in the existing one.
-    fn pump(&mut self) {
-        let Some(sub) = &mut self.sub else { return };
+    fn pump(&mut self) -> Result<(), String> {
+        let Some(sub) = &mut self.sub else { return Ok(()) };
         if sub.queue.is_empty() || sub.busy {
-            return;
+            return Ok(());
         }
         match self.subscriber_handle {
             None if !self.attaching_subscriber => {
@@ -681,7 +694,7 @@ impl Member {
             None => {}
             Some(handle) => {
                 sub.busy = true;
-                let streams = sub.take_streams();
+                let streams = sub.take_streams()?;
                 let body = if sub.joined {
                     json!({"request": "subscribe", "streams": streams})
                 } else {
@@ -691,6 +704,7 @@ impl Member {
                 self.message(handle, body, None);
             }
         }
+        Ok(())
     }
 
     /// A message from Janus.
@@ -716,7 +730,7 @@ impl Member {
                 Some(Pending::AttachSubscriber) => {
                     self.subscriber_handle = msg["data"]["id"].as_u64();
                     self.attaching_subscriber = false;
-                    self.pump();
+                    self.pump()?;
                 }
                 None => {}
             },
@@ -773,8 +787,7 @@ impl Member {
         {
             p.answer(j["sdp"].as_str().unwrap_or_default())?;
         }
-        self.pump();
-        Ok(())
+        self.pump()
     }
 
     fn on_subscriber_event(&mut self, data: &Value, jsep: Option<&Value>) -> Result<(), String> {
@@ -798,7 +811,7 @@ impl Member {
         }
         if data["started"] == "ok" || (data["videoroom"] == "updated" && jsep.is_none()) {
             sub.busy = false;
-            self.pump();
+            self.pump()?;
         }
         Ok(())
     }
@@ -974,6 +987,7 @@ mod tests {
             first: VideoQuality::High,
             rest: VideoQuality::Low,
             video: true,
+            videos: usize::MAX,
             window: Window {
                 base: now,
                 measure_from: now,
@@ -1007,8 +1021,8 @@ mod tests {
         r.note_publishers(1, &list);
         r.note_publishers(1, &list);
         r.note_publishers(1, &json!("not a list"));
-        assert_eq!(r.queue, vec![(10, 0), (30, 2)]);
-        let streams = r.take_streams();
+        assert_eq!(r.queue, vec![(10, 0, None), (30, 2, None)]);
+        let streams = r.take_streams().expect("streams");
         assert_eq!(
             streams,
             vec![
@@ -1017,6 +1031,45 @@ mod tests {
             ]
         );
         assert!(r.queue.is_empty());
+    }
+
+    #[test]
+    fn past_the_videos_wanted_only_the_audio_stream_is_subscribed() {
+        let now = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let mut r = Receiving {
+            peer: Peer::new(now, addr),
+            wants: Wants {
+                videos: 1,
+                ..wants(4)
+            },
+            recv: Receiver::default(),
+            known: HashSet::new(),
+            queue: Vec::new(),
+            videos: 0,
+            busy: false,
+            joined: false,
+        };
+        let streams = json!([{"type": "audio", "mid": "a0"}, {"type": "video", "mid": "v1"}]);
+        r.note_publishers(
+            3,
+            &json!([
+                {"id": 10, "display": "p0", "streams": streams},
+                {"id": 20, "display": "p1", "streams": streams},
+            ]),
+        );
+        assert_eq!(
+            r.take_streams().expect("streams"),
+            vec![
+                json!({"feed": 10, "substream": 2}),
+                json!({"feed": 20, "mid": "a0"})
+            ]
+        );
+        // A feed whose audio stream is not named cannot be taken without
+        // its video: that is an error, not a silent extra video.
+        r.note_publishers(3, &json!([{"id": 30, "display": "p2"}]));
+        let e = r.take_streams().expect_err("no audio mid");
+        assert!(e.contains("feed 30"), "{e}");
     }
 
     #[test]

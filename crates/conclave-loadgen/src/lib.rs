@@ -65,6 +65,12 @@ pub enum Scenario {
     /// everyone receives everyone: one video at the high layer, the rest at
     /// the low one.
     Meeting,
+    /// A large meeting: P participants (default 10) publish audio and
+    /// simulcast video, and everyone receives every audio but the video of
+    /// only N other publishers (`--last-n`), the first at the high layer
+    /// and the rest at the low one, as clients that show the last N
+    /// speakers do.
+    LastN,
 }
 
 impl Scenario {
@@ -73,7 +79,14 @@ impl Scenario {
             Self::AudioFanout => "audio-fanout",
             Self::VideoFanout => "video-fanout",
             Self::Meeting => "meeting",
+            Self::LastN => "last-n",
         }
+    }
+
+    /// Whether everyone joins at once and receives (a meeting), rather than
+    /// receivers joining a room where publishers already send.
+    pub fn is_meeting(self) -> bool {
+        matches!(self, Self::Meeting | Self::LastN)
     }
 }
 
@@ -99,6 +112,8 @@ pub struct RunConfig {
     pub warmup: f64,
     /// The layer receivers ask for in video fan-out.
     pub layer: VideoQuality,
+    /// How many publishers' video each participant receives in `last-n`.
+    pub last_n: usize,
     /// The server binary (Conclave), `janus`, or this program (the
     /// forwarder).
     pub binary: PathBuf,
@@ -117,6 +132,9 @@ pub struct Report {
     pub scenario: Scenario,
     /// The layer receivers asked for (video fan-out only).
     pub layer: Option<&'static str>,
+    /// How many publishers' video each participant received (`last-n`
+    /// only).
+    pub last_n: Option<usize>,
     pub participants: usize,
     pub publishers: usize,
     pub seconds: f64,
@@ -125,6 +143,12 @@ pub struct Report {
     /// Packets the sequence numbers say should have arrived.
     pub expected: u64,
     pub loss_percent: f64,
+    /// Streams that delivered packets in the window, all receivers
+    /// together.
+    pub streams: usize,
+    /// Packets of videos receivers had turned off (`last-n`): any is a
+    /// fault of the target.
+    pub unwanted_packets: u64,
     /// One-way delay from the publisher's send stamp to the receiver.
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
@@ -153,8 +177,8 @@ pub struct Report {
     pub udp_sndbuf_errors: u64,
     /// Receivers that got no media at all.
     pub silent_receivers: usize,
-    /// The loss is at most 0.1% and every receiver got media: the figure
-    /// of merit counts.
+    /// The loss is at most 0.1%, every receiver got media and none got
+    /// video it had turned off: the figure of merit counts.
     pub valid: bool,
     /// Whether the target and this program ran on separate CPUs.
     pub pinned: bool,
@@ -264,9 +288,10 @@ pub async fn idle_rss_kib(cfg: &RunConfig) -> Result<u64, String> {
 pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
     let target = start_target(cfg).await?;
     let n = cfg.participants.max(2);
-    let meeting = cfg.scenario == Scenario::Meeting;
+    let meeting = cfg.scenario.is_meeting();
     let publishers = match (cfg.scenario, cfg.publishers) {
         (Scenario::Meeting, p) => p.unwrap_or(n).clamp(1, n),
+        (Scenario::LastN, p) => p.unwrap_or(10).clamp(1, n),
         // A fan-out needs someone to fan out to.
         (_, p) => p.unwrap_or(1).clamp(1, n - 1),
     };
@@ -286,11 +311,16 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
             until: measure_from + Duration::from_secs_f64(cfg.seconds),
         }
     };
+    let videos = match cfg.scenario {
+        Scenario::LastN => cfg.last_n,
+        _ => usize::MAX,
+    };
     let wants = |window| Wants {
         publishers,
         first,
         rest,
         video,
+        videos,
         window,
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -398,12 +428,15 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
     let mut delays: Vec<u64> = Vec::new();
     let mut joins: Vec<u64> = Vec::new();
     let (mut packets, mut expected, mut bytes) = (0u64, 0u64, 0u64);
+    let (mut streams, mut unwanted) = (0usize, 0u64);
     for o in outcomes {
         let Some(r) = &o.received else { continue };
         let (e, got) = r.expected_received();
         expected += e;
         packets += got;
         bytes += r.bytes;
+        streams += r.streams();
+        unwanted += r.unwanted;
         delays.extend_from_slice(&r.delays_us);
         if let Some(first) = r.first_packet {
             joins.push(first.saturating_duration_since(o.joined_at).as_millis() as u64);
@@ -424,12 +457,15 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         target: cfg.target,
         scenario: cfg.scenario,
         layer: (cfg.scenario == Scenario::VideoFanout).then(|| layer_name(cfg.layer)),
+        last_n: (cfg.scenario == Scenario::LastN).then_some(cfg.last_n),
         participants: n,
         publishers,
         seconds: cfg.seconds,
         packets,
         expected,
         loss_percent,
+        streams,
+        unwanted_packets: unwanted,
         latency_p50_us: percentile(&mut delays, 50.0),
         latency_p99_us: percentile(&mut delays, 99.0),
         join_p50_ms: percentile(&mut joins, 50.0),
@@ -444,16 +480,18 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         udp_rcvbuf_errors: cost.rcvbuf_errors,
         udp_sndbuf_errors: cost.sndbuf_errors,
         silent_receivers: silent,
-        valid: silent == 0 && loss_percent <= MAX_LOSS_PERCENT,
+        valid: silent == 0 && unwanted == 0 && loss_percent <= MAX_LOSS_PERCENT,
         pinned: cfg.target_cpu.is_some() && cfg.loadgen_pinned,
     }
 }
 
-/// A scenario's label in tables: the layer for video fan-out.
+/// A scenario's label in tables: the layer for video fan-out, N for
+/// `last-n`.
 pub fn label(r: &Report) -> String {
-    match r.layer {
-        Some(l) => format!("{}/{l}", r.scenario.name()),
-        None => r.scenario.name().to_owned(),
+    match (r.layer, r.last_n) {
+        (Some(l), _) => format!("{}/{l}", r.scenario.name()),
+        (None, Some(n)) => format!("{}/{n}", r.scenario.name()),
+        (None, None) => r.scenario.name().to_owned(),
     }
 }
 
@@ -521,6 +559,7 @@ mod tests {
             seconds: 2.0,
             warmup: 1.0,
             layer: VideoQuality::Medium,
+            last_n: 4,
             binary: PathBuf::new(),
             janus_event_loops: None,
             target_cpu: None,
@@ -560,6 +599,19 @@ mod tests {
         let rep = report(&cfg(), 3, 1, &[got, silent], &cost);
         assert!(!rep.valid, "a receiver that got nothing makes the run invalid");
         assert_eq!(rep.silent_receivers, 1);
+        let mut extra = Receiver::default();
+        extra.on_packet("a", 1, 100, None, now);
+        extra.unwanted = 3;
+        let extra = Outcome {
+            joined_at: now,
+            received: Some(extra),
+        };
+        let rep = report(&cfg(), 3, 1, &[extra], &cost);
+        assert_eq!(rep.unwanted_packets, 3);
+        assert!(
+            !rep.valid,
+            "video that was turned off but still came makes the run invalid"
+        );
         let table = table(&[rep]);
         assert!(table.contains("video-fanout/medium"), "{table}");
         assert!(table.contains('!'), "{table}");

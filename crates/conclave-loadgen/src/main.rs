@@ -100,9 +100,12 @@ struct Common {
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
     /// How many participants publish (default: 1 in fan-outs, all in a
-    /// meeting).
+    /// meeting, 10 in `last-n`).
     #[arg(long)]
     publishers: Option<usize>,
+    /// In `last-n`: how many publishers' video each participant receives.
+    #[arg(long, default_value_t = 4)]
+    last_n: usize,
     /// The conclave server binary (default: CONCLAVE_BIN or the workspace's
     /// release build).
     #[arg(long)]
@@ -145,6 +148,7 @@ fn config(
         seconds: c.seconds,
         warmup: c.warmup,
         layer: layer.quality(),
+        last_n: c.last_n,
         binary,
         janus_event_loops: c.janus_event_loops,
         target_cpu: c.pin.then_some(1),

@@ -23,6 +23,9 @@ pub struct Receiver {
     /// One-way delays in microseconds (send stamp to arrival).
     pub delays_us: Vec<u64>,
     pub first_packet: Option<Instant>,
+    /// Packets in the window of a video the participant had asked the
+    /// server to stop sending: none should arrive.
+    pub unwanted: u64,
 }
 
 impl Receiver {
@@ -45,6 +48,11 @@ impl Receiver {
         s.first_seq = Some(s.first_seq.map_or(seq, |f| f.min(seq)));
         s.last_seq = s.last_seq.max(seq);
         s.seen.insert(seq);
+    }
+
+    /// How many streams delivered packets in the window.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
     /// (expected, received) packets over all streams, by sequence numbers.

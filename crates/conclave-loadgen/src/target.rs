@@ -38,6 +38,9 @@ pub struct Wants {
     pub rest: VideoQuality,
     /// Whether the publishers send video at all.
     pub video: bool,
+    /// How many other publishers' video to receive, the first ones (in
+    /// the order the participant learns of them); of the rest only audio.
+    pub videos: usize,
     pub window: Window,
 }
 

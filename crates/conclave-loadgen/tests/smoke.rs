@@ -29,7 +29,7 @@ fn run(args: &[&str]) -> serde_json::Value {
     ));
     let out = Command::new(env!("CARGO_BIN_EXE_conclave-loadgen"))
         .args(args)
-        .args(["--seconds", "2", "--warmup", "1", "--server"])
+        .args(["--seconds", "2", "--server"])
         .arg(&server)
         .arg("--json")
         .arg(&json)
@@ -49,7 +49,20 @@ fn run(args: &[&str]) -> serde_json::Value {
 #[test]
 fn every_scenario_runs_against_every_target() {
     require_janus();
-    for scenario in ["audio-fanout", "video-fanout", "meeting"] {
+    // Streams each run delivers with 3 participants: a fan-out's 2
+    // receivers get the audio (and the video) of its publisher; in a
+    // meeting each gets the audio and video of the 2 others; in `last-n`
+    // with one video, the 2 audios and 1 video.
+    for (scenario, streams) in [
+        ("audio-fanout", 2),
+        ("video-fanout", 4),
+        ("meeting", 12),
+        ("last-n", 9),
+    ] {
+        // Turning a video off takes a request to the server, answered only
+        // by the media stopping: in `last-n`, joins (all at once) and those
+        // requests get three seconds before the window.
+        let warmup = if scenario == "last-n" { "3" } else { "1" };
         for target in ["conclave", "janus", "ceiling"] {
             let doc = run(&[
                 "run",
@@ -59,6 +72,10 @@ fn every_scenario_runs_against_every_target() {
                 scenario,
                 "--participants",
                 "3",
+                "--last-n",
+                "1",
+                "--warmup",
+                warmup,
             ]);
             let r = &doc["reports"][0];
             assert_eq!(r["target"], target);
@@ -68,6 +85,14 @@ fn every_scenario_runs_against_every_target() {
             assert_eq!(
                 r["silent_receivers"], 0,
                 "{target} {scenario}: a receiver got nothing: {r}"
+            );
+            assert_eq!(
+                r["streams"], streams,
+                "{target} {scenario}: not the streams asked for: {r}"
+            );
+            assert_eq!(
+                r["unwanted_packets"], 0,
+                "{target} {scenario}: video that was turned off arrived: {r}"
             );
             for key in [
                 "expected",
@@ -105,6 +130,8 @@ fn bench_prints_ratios() {
         "--rounds",
         "1",
         "--pin",
+        "--warmup",
+        "1",
     ]);
     let reports = doc["reports"].as_array().expect("reports");
     assert_eq!(reports.len(), 6, "{doc}");
