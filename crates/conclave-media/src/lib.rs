@@ -62,7 +62,8 @@ const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 const RTX_RATIO_CAP: f32 = 0.5;
 
 /// Timers found already due while draining a connection that run at once
-/// (see `MediaCore::drain`); the rest wait for `handle_timeout`.
+/// (see `MediaCore::drain`), beyond two for each packet written to it since
+/// it was last drained; the rest wait for `handle_timeout`.
 const MAX_DUE_NOW_ROUNDS: usize = 8;
 
 /// Identifies one peer connection inside a [`MediaCore`].
@@ -306,6 +307,9 @@ struct Peer {
     pending_inactive: Vec<Mid>,
     /// An offer must follow once the outstanding one is answered.
     renegotiate: bool,
+    /// RTP packets written since the connection was last drained: str0m's
+    /// pacer lets each out only after a round of its timers.
+    unsent: usize,
 }
 
 struct Source {
@@ -484,6 +488,7 @@ impl MediaCore {
             last_offer: None,
             pending_inactive: Vec::new(),
             renegotiate: false,
+            unsent: 0,
         };
         if role == Role::Subscriber {
             // The data channels go into the first offer.
@@ -785,8 +790,10 @@ impl MediaCore {
         if let Err(e) = p.rtc.handle_input(input) {
             tracing::debug!(peer = %id, error = %e, "input refused");
         }
-        self.dirty.insert(id);
-        self.process();
+        // Only this connection now: what it forwards waits in the
+        // subscribers until `poll_output`, so that the packets of a burst
+        // of datagrams leave each subscriber in one drain.
+        self.drain(id);
         Ok(())
     }
 
@@ -868,6 +875,10 @@ impl MediaCore {
 
     fn drain(&mut self, id: PeerId) {
         let mut due_now = 0;
+        let budget = match self.peers.get_mut(&id) {
+            Some(p) => MAX_DUE_NOW_ROUNDS + 2 * std::mem::take(&mut p.unsent),
+            None => return,
+        };
         loop {
             let Some(p) = self.peers.get_mut(&id) else { return };
             match p.rtc.poll_output() {
@@ -878,7 +889,7 @@ impl MediaCore {
                     // and the timer's granularity to every forwarded packet.
                     // Bounded, so that a connection whose timer never moves
                     // cannot spin.
-                    if t <= self.now && due_now < MAX_DUE_NOW_ROUNDS {
+                    if t <= self.now && due_now < budget {
                         due_now += 1;
                         if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
                             tracing::debug!(peer = %id, error = %e, "timeout handling failed");
@@ -1375,6 +1386,7 @@ impl MediaCore {
                 write = write.vp8_patch(patch);
             }
             tx.write_rtp(write);
+            sub.unsent += 1;
             self.counters.rtp_forwarded += 1;
             self.dirty.insert(d.peer);
             if !d.started {
