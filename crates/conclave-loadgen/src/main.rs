@@ -65,7 +65,7 @@ enum Cmd {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "audio-fanout,video-fanout,meeting"
+            default_value = "audio-fanout,video-fanout,meeting,last-n"
         )]
         scenarios: Vec<Scenario>,
         /// The layers video fan-out is run at, each in turn.
