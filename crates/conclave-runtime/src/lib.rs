@@ -36,6 +36,12 @@ const SEND_BATCH: usize = 64;
 /// Rounds of due timers handled in a row before the task yields to the
 /// socket and the other inputs again.
 const MAX_DUE_ROUNDS: usize = 4;
+/// The media socket's receive and send buffers asked of the kernel. Every
+/// peer connection shares the one socket, and a burst (the frames of many
+/// publishers at once) must wait there while the task is busy; the
+/// kernel's default of about 200 KiB drops datagrams from a few dozen
+/// participants on. Capped by `net.core.rmem_max` and `wmem_max`.
+pub const SOCKET_BUFFER: usize = 4 << 20;
 
 type Job = Box<dyn FnOnce(&mut Sfu, Now) + Send>;
 
@@ -161,6 +167,38 @@ impl EngineHandle {
     }
 }
 
+/// Asks for [`SOCKET_BUFFER`]-sized buffers on the media socket and
+/// returns the receive and send buffer sizes the kernel granted (Linux
+/// reports twice what it allows, for its bookkeeping). Less than asked is
+/// logged with the setting that raises it.
+pub fn size_socket_buffers(socket: &UdpSocket) -> io::Result<(usize, usize)> {
+    let s = socket2::SockRef::from(socket);
+    s.set_recv_buffer_size(SOCKET_BUFFER)?;
+    s.set_send_buffer_size(SOCKET_BUFFER)?;
+    let (recv, send) = (s.recv_buffer_size()?, s.send_buffer_size()?);
+    let asked = if cfg!(target_os = "linux") {
+        2 * SOCKET_BUFFER
+    } else {
+        SOCKET_BUFFER
+    };
+    if recv < asked {
+        tracing::warn!(
+            granted = recv,
+            asked = SOCKET_BUFFER,
+            "the media socket's receive buffer is smaller than asked; bursts may be dropped \
+             (raise the sysctl net.core.rmem_max)"
+        );
+    }
+    if send < asked {
+        tracing::warn!(
+            granted = send,
+            asked = SOCKET_BUFFER,
+            "the media socket's send buffer is smaller than asked (raise the sysctl net.core.wmem_max)"
+        );
+    }
+    Ok((recv, send))
+}
+
 /// The running engine.
 pub struct Engine;
 
@@ -169,6 +207,9 @@ impl Engine {
     /// addresses announced to clients; the first of the datagram's address
     /// family is given to the core as the receiving address.
     pub fn start(sfu: Sfu, socket: UdpSocket, local: Vec<SocketAddr>) -> EngineHandle {
+        if let Err(e) = size_socket_buffers(&socket) {
+            tracing::warn!(error = %e, "the media socket's buffers could not be sized");
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(sfu, socket, local, rx));
         EngineHandle {
@@ -376,5 +417,32 @@ fn drain(
             }
             Output::Timeout(t) => return t,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctl(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .unwrap_or_else(|e| panic!("cannot read net.core.{name}: {e}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    /// The media socket gets the buffers asked for, as far as the kernel's
+    /// limits allow, not the kernel's small default.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_media_socket_gets_large_buffers() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("a loopback socket");
+        let before = socket2::SockRef::from(&socket).recv_buffer_size().expect("size");
+        assert_eq!(before, sysctl("rmem_default"), "a fresh socket has the default");
+        let (recv, send) = size_socket_buffers(&socket).expect("sized");
+        // Linux reports twice the size it grants.
+        assert_eq!(recv, 2 * SOCKET_BUFFER.min(sysctl("rmem_max")));
+        assert_eq!(send, 2 * SOCKET_BUFFER.min(sysctl("wmem_max")));
     }
 }
