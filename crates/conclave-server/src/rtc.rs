@@ -20,6 +20,12 @@ use crate::AppState;
 
 /// Largest signalling message accepted from a client.
 const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
+/// What a signalling connection reads at a time. The WebSocket library's
+/// default (128 KiB) is allocated and zero-filled per connection, the
+/// largest share of a participant's memory; client messages are small
+/// (an offer is a few KiB) and a larger one still arrives whole, since the
+/// buffer grows to the length its frame header announces.
+const SIGNAL_READ_BUFFER: usize = 4 * 1024;
 
 /// Query parameters of a v0 connection.
 type Params = HashMap<String, String>;
@@ -209,6 +215,7 @@ pub(crate) async fn connect(
     };
     ws.max_message_size(MAX_SIGNAL_MESSAGE)
         .max_frame_size(MAX_SIGNAL_MESSAGE)
+        .read_buffer_size(SIGNAL_READ_BUFFER)
         .on_upgrade(move |socket| session(state, socket, join, reconnect, resume))
 }
 
