@@ -255,7 +255,9 @@ pub struct MediaConfig {
 pub struct MediaCore {
     config: MediaConfig,
     next_peer: u64,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: a connection's state is about 10 KiB, and a map of it inline
+    /// would hold that much in every spare slot and copy it all on growth.
+    peers: HashMap<PeerId, Box<Peer>>,
     /// Last known remote address of each peer, for demultiplexing.
     by_addr: HashMap<SocketAddr, PeerId>,
     /// Each peer's local ICE username fragment, to route connectivity checks
@@ -496,7 +498,7 @@ impl MediaCore {
         }
         let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
         self.by_ufrag.insert(ufrag, id);
-        self.peers.insert(id, peer);
+        self.peers.insert(id, Box::new(peer));
         self.dirty.insert(id);
         self.now = self.now.max(now);
         self.process();
