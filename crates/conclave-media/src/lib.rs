@@ -290,7 +290,9 @@ pub struct MediaCore {
 struct Peer {
     rtc: Rtc,
     role: Role,
-    pending_offer: Option<SdpPendingOffer>,
+    /// The outstanding offer and its SDP, kept only until it is answered: a
+    /// subscriber's offer lists every track it receives.
+    pending_offer: Option<(SdpPendingOffer, String)>,
     connected: bool,
     next_timeout: Option<Instant>,
     channels: HashMap<ChannelId, bool>,
@@ -303,8 +305,6 @@ struct Peer {
     link: Option<LinkStats>,
     /// The next offer restarts ICE.
     ice_restart: bool,
-    /// The SDP of the last offer made.
-    last_offer: Option<String>,
     /// Media sections to switch off in the next offer.
     pending_inactive: Vec<Mid>,
     /// An offer must follow once the outstanding one is answered.
@@ -487,7 +487,6 @@ impl MediaCore {
             estimate: None,
             link: None,
             ice_restart: false,
-            last_offer: None,
             pending_inactive: Vec::new(),
             renegotiate: false,
             unsent: 0,
@@ -606,9 +605,8 @@ impl MediaCore {
         let Some((offer, pending)) = applied else {
             return Ok(None);
         };
-        p.pending_offer = Some(pending);
         let sdp = offer.to_sdp_string();
-        p.last_offer = Some(sdp.clone());
+        p.pending_offer = Some((pending, sdp.clone()));
         note_ufrags(&mut self.by_ufrag, peer, &sdp);
         Ok(Some(sdp))
     }
@@ -619,8 +617,8 @@ impl MediaCore {
     /// network address.
     pub fn restart_offer(&mut self, peer: PeerId) -> Result<Option<String>, MediaError> {
         let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
-        if p.pending_offer.is_some() {
-            return Ok(p.last_offer.clone());
+        if let Some((_, sdp)) = &p.pending_offer {
+            return Ok(Some(sdp.clone()));
         }
         p.ice_restart = true;
         self.create_offer(peer)
@@ -631,7 +629,7 @@ impl MediaCore {
     pub fn accept_answer(&mut self, peer: PeerId, sdp: &str) -> Result<bool, MediaError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|_| MediaError::BadSdp)?;
         let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
-        let pending = p.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
+        let (pending, _) = p.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
         p.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| {
             tracing::debug!(%peer, error = %e, "answer refused");
             MediaError::SdpRefused
