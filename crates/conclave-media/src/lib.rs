@@ -52,10 +52,14 @@ const INITIAL_DOWNLINK_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer without packets for this long is considered stopped.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
-/// Packets kept per outgoing video stream to answer NACKs (about 3 s of the
-/// top layer), and for how long.
+/// Packets kept per outgoing video stream to answer NACKs, and for how long.
+/// Each kept packet costs its subscriber's connection a slot of about 430
+/// bytes (the payload is shared with the other subscribers), so the window
+/// is held to what a NACK can still usefully ask for: a receiver asks within
+/// a few round trips, and WebRTC senders keep max(1 s, 3 RTT). The count
+/// only bounds bursts: the top layer sends a few hundred packets a second.
 const RTX_CACHE_PACKETS: usize = 1024;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+const RTX_CACHE_AGE: Duration = Duration::from_millis(1500);
 /// Resends stop for a moment when they exceed this share of a stream's bytes
 /// in the last second: enough to repair 30% loss, and a bound against a
 /// subscriber that asks for everything again.
