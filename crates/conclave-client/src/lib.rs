@@ -141,6 +141,15 @@ pub enum ClientEvent {
     Published { cid: String, sid: TrackSid, mid: Mid },
     /// A peer connection's ICE is connected.
     Connected(Pc),
+    /// The server offered a track on the subscriber connection (a new media
+    /// section, or one reused for another track), in the offer's order:
+    /// the moment to choose its quality or turn it off, before its media
+    /// flows.
+    Offered {
+        mid: Mid,
+        kind: MediaKind,
+        track: TrackSid,
+    },
     /// An RTP packet on the subscriber connection. `track` is the server's
     /// track id (from the offer's `a=msid`), when known.
     Rtp {
@@ -311,7 +320,6 @@ impl Client {
             }
             Some(Resp::Offer(sd)) => {
                 let offer = SdpOffer::from_sdp_string(&sd.sdp).map_err(|_| ClientError::BadSdp)?;
-                note_msids(&mut self.remote_tracks, &sd.sdp);
                 let answer = self
                     .subscriber
                     .sdp_api()
@@ -323,6 +331,11 @@ impl Client {
                     id: sd.id,
                     ..Default::default()
                 }));
+                for (mid, track) in note_msids(&mut self.remote_tracks, &sd.sdp) {
+                    if let Some(kind) = self.subscriber.media(mid).map(|m| m.kind()) {
+                        self.emit(ClientEvent::Offered { mid, kind, track });
+                    }
+                }
             }
             Some(Resp::Trickle(t)) => {
                 let line = candidate_line(&t.candidate_init);
@@ -626,8 +639,10 @@ impl Client {
     }
 }
 
-/// Remembers `a=msid` track ids per media section of an SDP.
-fn note_msids(map: &mut HashMap<Mid, TrackSid>, sdp: &str) {
+/// Remembers `a=msid` track ids per media section of an SDP; returns the
+/// sections whose track is new, in the SDP's order.
+fn note_msids(map: &mut HashMap<Mid, TrackSid>, sdp: &str) -> Vec<(Mid, TrackSid)> {
+    let mut new = Vec::new();
     let mut mid: Option<Mid> = None;
     for line in sdp.lines() {
         if line.starts_with("m=") {
@@ -639,10 +654,13 @@ fn note_msids(map: &mut HashMap<Mid, TrackSid>, sdp: &str) {
                 .split_whitespace()
                 .nth(1)
                 .and_then(|t| TrackSid::parse(t).ok())
+            && map.get(&m) != Some(&track)
         {
-            map.insert(m, track);
+            map.insert(m, track.clone());
+            new.push((m, track));
         }
     }
+    new
 }
 
 /// The `candidate:` line from a trickled `RTCIceCandidateInit` JSON, without
@@ -663,14 +681,19 @@ mod tests {
     #[test]
     fn msids_are_mapped_to_their_sections() {
         let mut map = HashMap::new();
-        note_msids(
-            &mut map,
-            "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:PA_x TR_a\r\nm=video 9 X 96\r\na=mid:1\r\n\
-             a=msid:PA_x TR_v\r\nm=application 9 X\r\na=mid:2\r\n",
-        );
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:PA_x TR_a\r\nm=video 9 X 96\r\na=mid:1\r\n\
+                   a=msid:PA_x TR_v\r\nm=application 9 X\r\na=mid:2\r\n";
+        let new = note_msids(&mut map, sdp);
         assert_eq!(map.get(&Mid::from("0")).map(TrackSid::as_str), Some("TR_a"));
         assert_eq!(map.get(&Mid::from("1")).map(TrackSid::as_str), Some("TR_v"));
         assert_eq!(map.len(), 2);
+        let names: Vec<(&str, &str)> = new.iter().map(|(m, t)| (&**m, t.as_str())).collect();
+        assert_eq!(names, [("0", "TR_a"), ("1", "TR_v")], "new sections, in order");
+        // The next offer repeats them and reuses section 1 for another track.
+        let again = sdp.replace("TR_v", "TR_w");
+        let new = note_msids(&mut map, &again);
+        let names: Vec<(&str, &str)> = new.iter().map(|(m, t)| (&**m, t.as_str())).collect();
+        assert_eq!(names, [("1", "TR_w")], "only what changed is new");
     }
 
     #[test]

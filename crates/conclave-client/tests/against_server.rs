@@ -95,6 +95,10 @@ impl App for Publisher {
 struct Subscriber {
     per_track: HashMap<Option<TrackSid>, (usize, u64)>,
     out_of_order: usize,
+    /// Tracks the server offered, with their kinds.
+    offered: HashMap<TrackSid, MediaKind>,
+    /// Packets of a track not offered before them.
+    unannounced: usize,
     joined_others: Option<usize>,
     /// The video section and when a keyframe was last asked for.
     asked: Option<(Mid, Instant)>,
@@ -112,6 +116,9 @@ impl App for Subscriber {
     fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client) {
         match event {
             ClientEvent::Joined { others, .. } => self.joined_others = Some(*others),
+            ClientEvent::Offered { kind, track, .. } => {
+                self.offered.insert(track.clone(), *kind);
+            }
             ClientEvent::Rtp {
                 mid,
                 kind,
@@ -119,6 +126,9 @@ impl App for Subscriber {
                 payload,
                 ..
             } => {
+                if track.as_ref().and_then(|t| self.offered.get(t)) != Some(kind) {
+                    self.unannounced += 1;
+                }
                 let Some((_, counter)) = read_stamp(payload) else {
                     return;
                 };
@@ -232,4 +242,17 @@ async fn a_native_client_publishes_and_another_receives() {
         subscriber.per_track
     );
     assert_eq!(subscriber.out_of_order, 0, "stamps went backwards");
+    assert_eq!(
+        subscriber.unannounced, 0,
+        "every track is offered, with its kind, before its media: {:?}",
+        subscriber.offered
+    );
+    let mut kinds: Vec<MediaKind> = subscriber.offered.values().copied().collect();
+    kinds.sort_by_key(|k| *k == MediaKind::Video);
+    assert_eq!(
+        kinds,
+        [MediaKind::Audio, MediaKind::Video],
+        "offered: {:?}",
+        subscriber.offered
+    );
 }

@@ -187,10 +187,12 @@ impl Publisher {
     }
 }
 
-/// Receives every track and measures it. Asks the `first` quality for the
-/// first video track it sees and `rest` for the others, up to
-/// `wants.videos` of them; asks the server to stop sending the videos
-/// beyond (they stay subscribed), and counts what still arrives of them.
+/// Receives every track and measures it. As the server offers video
+/// tracks, asks the `first` quality for the first and `rest` for the
+/// others, up to `wants.videos` of them, and asks the server not to send
+/// those beyond (they stay subscribed); counts what still arrives of them.
+/// Deciding when a track is offered, before its media flows, is what a
+/// client showing the last N speakers does.
 struct Subscriber {
     recv: Receiver,
     wants: Wants,
@@ -209,53 +211,61 @@ impl Subscriber {
     }
 
     fn on_event(&mut self, event: &ClientEvent, client: &mut Client) {
-        let ClientEvent::Rtp {
-            kind,
-            track,
-            seq,
-            payload,
-            at,
-            ..
-        } = event
-        else {
+        match event {
+            ClientEvent::Offered {
+                kind: MediaKind::Video,
+                track,
+                ..
+            } => self.on_video_offered(track, client),
+            ClientEvent::Rtp {
+                track,
+                seq,
+                payload,
+                at,
+                ..
+            } => self.on_rtp(track.as_ref(), *seq, payload, *at),
+            _ => {}
+        }
+    }
+
+    fn on_video_offered(&mut self, track: &TrackSid, client: &mut Client) {
+        if self.asked.contains(track) || self.hidden.contains(track) {
             return;
+        }
+        if self.asked.len() >= self.wants.videos {
+            client.disable(track);
+            self.hidden.insert(track.clone());
+            return;
+        }
+        let q = if self.asked.is_empty() {
+            self.wants.first
+        } else {
+            self.wants.rest
         };
+        client.set_quality(track, q);
+        self.asked.insert(track.clone());
+    }
+
+    fn on_rtp(&mut self, track: Option<&TrackSid>, seq: u64, payload: &[u8], at: Instant) {
         let window = self.wants.window;
-        if let Some(track) = track
-            && *kind == MediaKind::Video
-            && !self.asked.contains(track)
-        {
-            if self.hidden.contains(track) {
-                if (window.measure_from..window.until).contains(at) {
-                    self.recv.unwanted += 1;
-                }
-                return;
+        if track.is_some_and(|t| self.hidden.contains(t)) {
+            if (window.measure_from..window.until).contains(&at) {
+                self.recv.unwanted += 1;
             }
-            if self.asked.len() >= self.wants.videos {
-                client.disable(track);
-                self.hidden.insert(track.clone());
-                return;
-            }
-            let q = if self.asked.is_empty() {
-                self.wants.first
-            } else {
-                self.wants.rest
-            };
-            client.set_quality(track, q);
-            self.asked.insert(track.clone());
-        }
-        if *at < window.measure_from {
-            self.recv.first_packet.get_or_insert(*at);
             return;
         }
-        if *at >= window.until {
+        if at < window.measure_from {
+            self.recv.first_packet.get_or_insert(at);
+            return;
+        }
+        if at >= window.until {
             return;
         }
         let delay = read_stamp(payload).map(|(sent, _)| {
             at.duration_since(window.base)
                 .saturating_sub(Duration::from_micros(sent))
         });
-        let track = track.as_ref().map_or("", TrackSid::as_str);
-        self.recv.on_packet(track, *seq, payload.len(), delay, *at);
+        let track = track.map_or("", TrackSid::as_str);
+        self.recv.on_packet(track, seq, payload.len(), delay, at);
     }
 }
