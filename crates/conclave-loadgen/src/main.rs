@@ -156,6 +156,13 @@ fn config(
     })
 }
 
+/// The machine's CPUs, read before `--pin` confines this process to one.
+static MACHINE_CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn machine_cpus() -> usize {
+    *MACHINE_CPUS.get_or_init(|| std::thread::available_parallelism().map_or(0, |n| n.get()))
+}
+
 fn write_json(
     path: &Option<PathBuf>,
     idle_rss_kib: Option<u64>,
@@ -164,7 +171,7 @@ fn write_json(
 ) -> Result<(), String> {
     if let Some(path) = path {
         let doc = serde_json::json!({
-            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "cpus": machine_cpus(),
             "args": std::env::args().skip(1).collect::<Vec<_>>(),
             "conclave_idle_rss_kib": idle_rss_kib,
             "reports": reports,
@@ -359,7 +366,7 @@ fn main() -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if pin {
         // Before the runtime's threads exist, so that they inherit the CPU.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = machine_cpus();
         let pinned = if cpus < 2 {
             Err(format!("--pin needs two CPUs, this machine has {cpus}"))
         } else {
