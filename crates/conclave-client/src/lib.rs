@@ -214,6 +214,7 @@ pub struct Client {
 
 fn new_rtc(now: Instant, local: SocketAddr) -> Rtc {
     let mut rtc = Rtc::builder()
+        .set_crypto_provider(conclave_dtls::provider())
         .set_rtp_mode(true)
         .enable_opus(true, false)
         .set_stats_interval(Some(Duration::from_secs(1)))

@@ -391,6 +391,7 @@ struct Peer {
 impl Peer {
     fn new(now: Instant, local: SocketAddr) -> Self {
         let mut rtc = Rtc::builder()
+            .set_crypto_provider(conclave_dtls::provider())
             .set_rtp_mode(true)
             .set_ice_lite(false)
             .enable_opus(true, false)

@@ -286,6 +286,9 @@ pub struct MediaCore {
     /// One DTLS certificate for every connection, made once: generating a
     /// key pair per connection would dominate the cost of a join.
     dtls_cert: Option<str0m::config::DtlsCert>,
+    /// The crypto of every connection: one DTLS configuration for all
+    /// (`conclave-dtls`).
+    crypto: std::sync::Arc<str0m::crypto::CryptoProvider>,
     last_allocation: Option<Instant>,
     /// The latest time given with an input.
     now: Instant,
@@ -368,6 +371,7 @@ impl MediaCore {
     /// A core with no peers. `start` is the current time: the core never
     /// reads the clock, every later time comes with an input.
     pub fn new(config: MediaConfig, start: Instant) -> Self {
+        let crypto = conclave_dtls::provider();
         Self {
             config,
             next_peer: 1,
@@ -382,9 +386,8 @@ impl MediaCore {
             out: VecDeque::new(),
             counters: Counters::default(),
             egress_seen: HashMap::new(),
-            dtls_cert: str0m::crypto::from_feature_flags()
-                .dtls_provider
-                .generate_certificate(),
+            dtls_cert: crypto.dtls_provider.generate_certificate(),
+            crypto,
             last_allocation: None,
             now: start,
         }
@@ -458,7 +461,7 @@ impl MediaCore {
     pub fn add_peer(&mut self, now: Instant, role: Role) -> PeerId {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
-        let mut builder = Rtc::builder();
+        let mut builder = Rtc::builder().set_crypto_provider(self.crypto.clone());
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
