@@ -168,6 +168,7 @@ fn write_json(
     idle_rss_kib: Option<u64>,
     reports: &[Report],
     ratios: &[serde_json::Value],
+    failures: &[serde_json::Value],
 ) -> Result<(), String> {
     if let Some(path) = path {
         let doc = serde_json::json!({
@@ -176,6 +177,7 @@ fn write_json(
             "conclave_idle_rss_kib": idle_rss_kib,
             "reports": reports,
             "ratios": ratios,
+            "failures": failures,
         });
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -245,6 +247,7 @@ async fn bench(
     };
     let mut reports = Vec::new();
     let mut ratios = Vec::new();
+    let mut failures = Vec::new();
     for &scenario in scenarios {
         let layers = if scenario == Scenario::VideoFanout {
             layers
@@ -253,22 +256,26 @@ async fn bench(
         };
         for &layer in layers {
             for &n in sizes {
-                let mut figures: Vec<(TargetKind, Vec<f64>)> =
-                    targets.iter().map(|&t| (t, Vec::new())).collect();
-                let mut valid = true;
-                let mut name = String::new();
-                for _ in 0..rounds.max(1) {
-                    for (target, figs) in figures.iter_mut() {
-                        let r = run(&config(*target, scenario, n, layer, common)?).await?;
-                        eprint!("{}", table(std::slice::from_ref(&r)));
-                        valid &= r.valid;
-                        name = label(&r);
-                        figs.push(r.packets_per_cpu_second);
-                        reports.push(r);
-                    }
+                let mut configs = Vec::new();
+                for &t in &targets {
+                    configs.push((t, config(t, scenario, n, layer, common)?));
                 }
-                let medians: Medians = figures.into_iter().map(|(t, v)| (t, median(v))).collect();
-                ratios.push(ratios_of(&name, n, &medians, valid));
+                let size = rounds_of(&targets, rounds, |t| {
+                    let c = configs.iter().find(|(k, _)| *k == t).map(|(_, c)| c.clone());
+                    async move { run(&c.ok_or("no configuration")?).await }
+                })
+                .await;
+                let name = size
+                    .reports
+                    .first()
+                    .map_or_else(|| scenario.name().to_owned(), label);
+                for (t, e) in &size.failures {
+                    failures.push(serde_json::json!({
+                        "target": t.name(), "scenario": name, "participants": n, "error": e,
+                    }));
+                }
+                ratios.push(ratios_of(&name, n, &size.medians, size.valid));
+                reports.extend(size.reports);
             }
         }
     }
@@ -302,11 +309,70 @@ async fn bench(
             }
         }
         if !r["valid"].as_bool().unwrap_or(false) {
-            line.push_str("  (not valid: loss above 0.1% or a silent receiver)");
+            line.push_str("  (not valid: loss above 0.1%, a silent receiver or a failed run)");
         }
         println!("{line}");
     }
-    write_json(&common.json, idle, &reports, &ratios)
+    write_json(&common.json, idle, &reports, &ratios, &failures)?;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of the runs failed (listed above and under \"failures\" in the JSON); \
+             the others are reported",
+            failures.len()
+        ))
+    }
+}
+
+/// What the rounds of one scenario and size gave.
+struct SizeResult {
+    reports: Vec<Report>,
+    /// Runs that ended in an error, by target.
+    failures: Vec<(TargetKind, String)>,
+    medians: Medians,
+    /// Every run succeeded and was valid.
+    valid: bool,
+}
+
+/// Runs `rounds` rounds of every target (A B C A B C). A run that fails is
+/// recorded and makes the size not valid; the other runs still count, so
+/// that one overloaded run does not lose the rest of the benchmark.
+async fn rounds_of<F, Fut>(targets: &[TargetKind], rounds: usize, mut run_one: F) -> SizeResult
+where
+    F: FnMut(TargetKind) -> Fut,
+    Fut: std::future::Future<Output = Result<Report, String>>,
+{
+    let mut figures: Vec<(TargetKind, Vec<f64>)> = targets.iter().map(|&t| (t, Vec::new())).collect();
+    let mut out = SizeResult {
+        reports: Vec::new(),
+        failures: Vec::new(),
+        medians: Vec::new(),
+        valid: true,
+    };
+    for _ in 0..rounds.max(1) {
+        for (target, figs) in figures.iter_mut() {
+            match run_one(*target).await {
+                Ok(r) => {
+                    eprint!("{}", table(std::slice::from_ref(&r)));
+                    out.valid &= r.valid;
+                    figs.push(r.packets_per_cpu_second);
+                    out.reports.push(r);
+                }
+                Err(e) => {
+                    eprintln!("conclave-loadgen: a run of {} failed: {e}", target.name());
+                    out.valid = false;
+                    out.failures.push((*target, e));
+                }
+            }
+        }
+    }
+    out.medians = figures
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(t, v)| (t, median(v)))
+        .collect();
+    out
 }
 
 async fn main_async(cli: Cli) -> Result<(), String> {
@@ -324,7 +390,7 @@ async fn main_async(cli: Cli) -> Result<(), String> {
         } => {
             let report = run(&config(target, scenario, participants, layer, &common)?).await?;
             print!("{}", table(std::slice::from_ref(&report)));
-            write_json(&common.json, None, std::slice::from_ref(&report), &[])
+            write_json(&common.json, None, std::slice::from_ref(&report), &[], &[])
         }
         Cmd::Bench {
             sizes,
@@ -391,5 +457,86 @@ fn main() -> ExitCode {
             eprintln!("conclave-loadgen: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(target: TargetKind, figure: f64) -> Report {
+        Report {
+            target,
+            scenario: Scenario::AudioFanout,
+            layer: None,
+            last_n: None,
+            participants: 3,
+            publishers: 1,
+            seconds: 1.0,
+            packets: 100,
+            expected: 100,
+            loss_percent: 0.0,
+            streams: 2,
+            unwanted_packets: 0,
+            latency_p50_us: 1,
+            latency_p99_us: 1,
+            join_p50_ms: 1,
+            join_p95_ms: 1,
+            received_mbit_s: 0.1,
+            server_cpu_seconds: 0.1,
+            server_rss_kib: 1,
+            packets_per_cpu_second: figure,
+            loadgen_cpu_seconds: 0.1,
+            other_cpu_seconds: 0.0,
+            target_socket_drops: 0,
+            udp_rcvbuf_errors: 0,
+            udp_sndbuf_errors: 0,
+            silent_receivers: 0,
+            valid: true,
+            pinned: false,
+        }
+    }
+
+    /// One failed run is recorded and makes the size not valid; the other
+    /// runs, the failed target's other round included, still count.
+    #[tokio::test]
+    async fn a_failed_run_is_recorded_and_the_others_count() {
+        let targets = [TargetKind::Conclave, TargetKind::Ceiling];
+        let mut calls = 0;
+        let size = rounds_of(&targets, 2, |t| {
+            calls += 1;
+            let first = calls == 1;
+            async move {
+                if first {
+                    Err("the server went away".to_owned())
+                } else {
+                    Ok(report(t, if t == TargetKind::Conclave { 10.0 } else { 100.0 }))
+                }
+            }
+        })
+        .await;
+        assert_eq!(calls, 4, "every run of every round is tried");
+        assert_eq!(size.reports.len(), 3);
+        assert_eq!(
+            size.failures,
+            vec![(TargetKind::Conclave, "the server went away".to_owned())]
+        );
+        assert!(!size.valid, "a size with a failed run is not valid");
+        assert_eq!(
+            size.medians,
+            vec![(TargetKind::Conclave, 10.0), (TargetKind::Ceiling, 100.0)]
+        );
+
+        // Every run of a target failed: it has no figure at all.
+        let size = rounds_of(&targets, 1, |t| async move {
+            if t == TargetKind::Conclave {
+                Err("refused".to_owned())
+            } else {
+                Ok(report(t, 100.0))
+            }
+        })
+        .await;
+        assert_eq!(size.medians, vec![(TargetKind::Ceiling, 100.0)]);
+        assert!(!size.valid);
     }
 }
