@@ -35,7 +35,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Makes DTLS instances from one configuration per MTU.
 #[derive(Debug)]
-pub struct SharedConfigDtls {
+struct SharedConfigDtls {
     configs: Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>>,
 }
 

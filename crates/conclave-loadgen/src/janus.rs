@@ -564,6 +564,20 @@ struct Receiving {
 }
 
 impl Receiving {
+    /// Nothing subscribed yet; media arrives on a peer connection from `addr`.
+    fn new(now: Instant, addr: SocketAddr, wants: Wants) -> Self {
+        Self {
+            peer: Peer::new(now, addr),
+            wants,
+            recv: Receiver::default(),
+            known: HashSet::new(),
+            queue: Vec::new(),
+            videos: 0,
+            busy: false,
+            joined: false,
+        }
+    }
+
     /// Notes the publishers of a VideoRoom event to subscribe to.
     fn note_publishers(&mut self, own: usize, list: &Value) {
         let Some(list) = list.as_array() else { return };
@@ -860,16 +874,7 @@ async fn participate(url: &str, plan: Plan) -> Result<Option<Receiver>, String> 
             _ => None,
         },
         sub: match (receive, local(&sub_sock)) {
-            (Some(wants), Some(addr)) => Some(Receiving {
-                peer: Peer::new(now, addr),
-                wants,
-                recv: Receiver::default(),
-                known: HashSet::new(),
-                queue: Vec::new(),
-                videos: 0,
-                busy: false,
-                joined: false,
-            }),
+            (Some(wants), Some(addr)) => Some(Receiving::new(now, addr, wants)),
             _ => None,
         },
     };
@@ -1001,16 +1006,7 @@ mod tests {
     fn publishers_are_subscribed_once_in_order_first_high_then_low() {
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        let mut r = Receiving {
-            peer: Peer::new(now, addr),
-            wants: wants(3),
-            recv: Receiver::default(),
-            known: HashSet::new(),
-            queue: Vec::new(),
-            videos: 0,
-            busy: false,
-            joined: false,
-        };
+        let mut r = Receiving::new(now, addr, wants(3));
         let list = json!([
             {"id": 30, "display": "p2"},
             {"id": 10, "display": "p0"},
@@ -1038,19 +1034,14 @@ mod tests {
     fn past_the_videos_wanted_only_the_audio_stream_is_subscribed() {
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        let mut r = Receiving {
-            peer: Peer::new(now, addr),
-            wants: Wants {
+        let mut r = Receiving::new(
+            now,
+            addr,
+            Wants {
                 videos: 1,
                 ..wants(4)
             },
-            recv: Receiver::default(),
-            known: HashSet::new(),
-            queue: Vec::new(),
-            videos: 0,
-            busy: false,
-            joined: false,
-        };
+        );
         let streams = json!([{"type": "audio", "mid": "a0"}, {"type": "video", "mid": "v1"}]);
         r.note_publishers(
             3,

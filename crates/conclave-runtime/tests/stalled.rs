@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use conclave_media::MediaConfig;
 use conclave_runtime::{ConnOut, Engine, EngineHandle, OUTBOX_CAPACITY, Resume};
-use conclave_signal::{JoinParams, RoomSettings, Sfu, SfuConfig};
+use conclave_signal::{ConnId, JoinParams, RoomSettings, Sfu, SfuConfig};
 use conclave_types::{ParticipantIdentity, ParticipantSid, Permissions, RoomName};
 use livekit_protocol as lk;
 use lk::signal_response::Message as Resp;
@@ -68,25 +68,26 @@ fn message(out: Option<ConnOut>) -> Resp {
     }
 }
 
+/// Joins `identity` on a new connection whose outbox holds `capacity`
+/// messages.
+async fn join(engine: &EngineHandle, identity: &str, capacity: usize) -> (ConnId, mpsc::Receiver<ConnOut>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let conn = engine.new_conn();
+    engine
+        .join(conn, params(identity), tx)
+        .await
+        .expect("engine")
+        .unwrap_or_else(|e| panic!("{identity} cannot join: {e:?}"));
+    (conn, rx)
+}
+
 #[tokio::test]
 async fn a_connection_that_stops_reading_is_closed_and_its_session_resumes() {
     let engine = engine().await;
     // Alice's outbox holds one message and is not read until later.
-    let (alice_tx, mut alice_rx) = mpsc::channel(1);
-    let alice = engine.new_conn();
-    engine
-        .join(alice, params("alice"), alice_tx)
-        .await
-        .expect("engine")
-        .expect("alice joins");
+    let (_, mut alice_rx) = join(&engine, "alice", 1).await;
     // Bob joins: the roster update to Alice has no room left.
-    let (bob_tx, mut bob_rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let bob = engine.new_conn();
-    engine
-        .join(bob, params("bob"), bob_tx)
-        .await
-        .expect("engine")
-        .expect("bob joins");
+    let (bob, mut bob_rx) = join(&engine, "bob", OUTBOX_CAPACITY).await;
 
     // Alice's connection: what fitted, then closed by the engine.
     let Resp::Join(join) = message(next(&mut alice_rx).await) else {
