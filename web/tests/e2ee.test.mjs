@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchParticipant, nonLoopback, requireChromium } from './lib/browser.mjs';
+import { launchParticipant, nonLoopback, printProblems, requireChromium } from './lib/browser.mjs';
 import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
 import { startServer } from './lib/server.mjs';
 import { sleep, videoInbound } from './lib/video-stats.mjs';
@@ -72,7 +72,7 @@ test('video is forwarded and decoded with end-to-end encryption on', { timeout: 
     failed = false;
   } finally {
     if (failed) {
-      for (const person of people) if (person.problems.length) console.error(person.problems.join('\n'));
+      printProblems(people);
       if (server) console.error(`--- conclave server output ---\n${server.log()}`);
     }
     await Promise.all(people.map((p) => p.close()));

@@ -17,7 +17,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchParticipant, requireChromium } from './lib/browser.mjs';
+import { launchParticipant, printProblems, requireChromium } from './lib/browser.mjs';
 import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
 import { joinReceiveOnly } from './lib/receive-only.mjs';
 import { makeNamespace, randomLink, requireNetworkTools } from './lib/netns.mjs';
@@ -152,7 +152,10 @@ for (const e2ee of [false, true]) {
       );
       failed = false;
     } finally {
-      if (failed && server) console.error(`--- conclave server output ---\n${server.log()}`);
+      if (failed) {
+        printProblems(people);
+        if (server) console.error(`--- conclave server output ---\n${server.log()}`);
+      }
       await Promise.all(people.map((p) => p.close()));
       await server?.stop();
       await ns.remove();

@@ -17,7 +17,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchParticipant, requireChromium } from './lib/browser.mjs';
+import { launchParticipant, printProblems, requireChromium } from './lib/browser.mjs';
 import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
 import { makeNamespace, randomLink, requireNetworkTools } from './lib/netns.mjs';
 import { joinReceiveOnly } from './lib/receive-only.mjs';
@@ -120,7 +120,10 @@ test('video keeps decoding through netem loss toward the subscriber, which sends
     t.diagnostic(`recovery: ${clean.fps.toFixed(1)} -> ${ten.fps.toFixed(1)} (10%) -> ${thirty.fps.toFixed(1)} (30%) frames/s`);
     failed = false;
   } finally {
-    if (failed && server) console.error(`--- conclave server output ---\n${server.log()}`);
+    if (failed) {
+      printProblems(people);
+      if (server) console.error(`--- conclave server output ---\n${server.log()}`);
+    }
     await Promise.all(people.map((p) => p.close()));
     relay?.close();
     await server?.stop();

@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchParticipant, requireChromium } from './lib/browser.mjs';
+import { launchParticipant, printProblems, requireChromium } from './lib/browser.mjs';
 import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
 import { joinReceiveOnly } from './lib/receive-only.mjs';
 import { makeNamespace, randomLink, requireNetworkTools } from './lib/netns.mjs';
@@ -104,7 +104,10 @@ test('a publisher that changes its address resumes without publishing again', { 
     await decodingTrack(viewer.page, 10_000, 'after the move');
     failed = false;
   } finally {
-    if (failed && server) console.error(`--- conclave server output ---\n${server.log()}`);
+    if (failed) {
+      printProblems(people);
+      if (server) console.error(`--- conclave server output ---\n${server.log()}`);
+    }
     await Promise.all(people.map((p) => p.close()));
     await server?.stop();
     await ns.remove();

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchParticipant, nonLoopback, requireChromium } from './lib/browser.mjs';
+import { launchParticipant, nonLoopback, printProblems, requireChromium } from './lib/browser.mjs';
 import { participantItem, randomRoom } from './lib/app.mjs';
 import { joinReceiveOnly, joinWithDevices } from './lib/receive-only.mjs';
 import { startServer } from './lib/server.mjs';
@@ -175,7 +175,7 @@ test('the speaker highlight follows the voice, and a shared screen is seen by th
     failed = false;
   } finally {
     if (failed) {
-      for (const person of people) if (person.problems.length) console.error(person.problems.join('\n'));
+      printProblems(people);
       if (server) console.error(`--- conclave server output ---\n${server.log()}`);
     }
     await Promise.all(people.map((p) => p.close()));

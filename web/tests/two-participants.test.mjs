@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cspViolations, inboundStats, launchParticipant, nonLoopback, requireChromium } from './lib/browser.mjs';
+import { cspViolations, inboundStats, launchParticipant, nonLoopback, printProblems, requireChromium } from './lib/browser.mjs';
 import { joinMeeting, participantItem, randomRoom } from './lib/app.mjs';
 import { startServer } from './lib/server.mjs';
 
@@ -100,12 +100,7 @@ test('two participants see and hear each other, then one leaves', { timeout: 120
     failed = false;
   } finally {
     if (failed) {
-      for (const who of participants) {
-        if (who.problems.length > 0) {
-          const shown = who.problems.slice(-40).map((line) => (line.length > 400 ? `${line.slice(0, 400)}…` : line));
-          console.error(`--- browser ${who.label} (last ${shown.length} of ${who.problems.length} errors) ---\n${shown.join('\n')}`);
-        }
-      }
+      printProblems(participants);
       console.error(`--- conclave server output ---\n${server.log()}`);
     }
     await Promise.all(participants.map((p) => p.close()));

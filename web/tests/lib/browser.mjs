@@ -59,7 +59,7 @@ export function requireChromium() {
 
 /**
  * Launches a browser with its own profile and opens one page.
- * Returns { context, page, requests, problems, close() }.
+ * Returns { context, page, requests, problems, failedRequests, close() }.
  */
 export async function launchParticipant(
   label,
@@ -88,12 +88,25 @@ export async function launchParticipant(
   page.on('console', (msg) => {
     if (msg.type() === 'error') problems.push(`[${label}] console: ${msg.text()}`);
   });
+  // Kept apart from `problems`: leaving a page aborts its requests.
+  const failedRequests = [];
+  page.on('requestfailed', (req) => failedRequests.push(`[${label}] request failed: ${req.url()}: ${req.failure()?.errorText}`));
 
   const close = async () => {
     await context.close().catch(() => undefined);
     await rm(profile, { recursive: true, force: true });
   };
-  return { context, page, requests, problems, close, label };
+  return { context, page, requests, problems, failedRequests, close, label };
+}
+
+/** Prints each participant's page errors and failed requests (the last 40), for a failed test. */
+export function printProblems(participants) {
+  for (const who of participants) {
+    const all = [...who.problems, ...who.failedRequests];
+    if (all.length === 0) continue;
+    const shown = all.slice(-40).map((line) => (line.length > 400 ? `${line.slice(0, 400)}…` : line));
+    console.error(`--- browser ${who.label} (last ${shown.length} of ${all.length} problems) ---\n${shown.join('\n')}`);
+  }
 }
 
 /** URLs among `urls` whose host is not a loopback address. */

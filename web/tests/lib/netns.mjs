@@ -57,6 +57,13 @@ export async function makeNamespace(name, hostAddr, nsAddr) {
   try {
     ip('link', 'add', hostDev, 'type', 'veth', 'peer', 'name', nsDev);
     ip('link', 'set', nsDev, 'netns', name);
+    // IPv4 only on the host side too: a link-local address that turns up
+    // there a second or two after the link does (when duplicate address
+    // detection ends) is a network change to every browser on the host, and
+    // Chromium aborts what it is loading then (ERR_NETWORK_CHANGED), a page's
+    // scripts included.
+    const hostIpv6 = `/proc/sys/net/ipv6/conf/${hostDev}/disable_ipv6`;
+    if (existsSync(hostIpv6)) await writeFile(hostIpv6, '1\n');
     ip('addr', 'add', `${hostAddr}/30`, 'dev', hostDev);
     ip('link', 'set', hostDev, 'up');
     ip('-n', name, 'addr', 'add', `${nsAddr}/30`, 'dev', nsDev);
