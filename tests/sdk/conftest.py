@@ -42,6 +42,33 @@ def _free_port(kind: int) -> int:
         return int(s.getsockname()[1])
 
 
+# Media engines of the test server: more than one, so that the SDKs' rooms
+# are placed on engines as in a real deployment.
+MEDIA_WORKERS = 2
+
+
+def _free_udp_ports(count: int) -> int:
+    """The first of `count` consecutive loopback UDP ports that were free together."""
+    for _ in range(100):
+        held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+        try:
+            held[0].bind(("127.0.0.1", 0))
+            first = int(held[0].getsockname()[1])
+            if first + count > 65536:
+                continue
+            for i in range(1, count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", first + i))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"found no {count} consecutive free UDP ports on loopback")
+
+
 def _tail(path: Path, limit: int = 6000) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -80,7 +107,7 @@ def server() -> Iterator[Server]:
     stdout_path = work / "server.stdout.log"
     stderr_path = work / "server.stderr.log"
     http_port = _free_port(socket.SOCK_STREAM)
-    udp_port = _free_port(socket.SOCK_DGRAM)
+    udp_port = _free_udp_ports(MEDIA_WORKERS)
     api_key = "sdk-test-key"
     api_secret = secrets.token_urlsafe(36)  # 48 characters
 
@@ -90,6 +117,7 @@ def server() -> Iterator[Server]:
             "CONCLAVE_SERVER_DATA_DIR": str(data_dir),
             "CONCLAVE_HTTP_LISTEN": f"127.0.0.1:{http_port}",
             "CONCLAVE_MEDIA_UDP_PORT": str(udp_port),
+            "CONCLAVE_MEDIA_WORKERS": str(MEDIA_WORKERS),
             "CONCLAVE_MEDIA_ANNOUNCE": "127.0.0.1",
             "CONCLAVE_AUTH_API_KEY": api_key,
             "CONCLAVE_AUTH_API_SECRET": api_secret,

@@ -127,6 +127,7 @@ def test_https_is_required_beyond_loopback():
             "CONCLAVE_SERVER_DATA_DIR": str(work),
             "CONCLAVE_HTTP_LISTEN": f"0.0.0.0:{port}",
             "CONCLAVE_MEDIA_UDP_PORT": str(_free_port(socket.SOCK_DGRAM)),
+            "CONCLAVE_MEDIA_WORKERS": "1",
             "CONCLAVE_MEDIA_ANNOUNCE": "127.0.0.1",
             "CONCLAVE_MEDIA_BIND": "127.0.0.1",
         }

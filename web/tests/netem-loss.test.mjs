@@ -82,7 +82,8 @@ test('video keeps decoding through netem loss toward the subscriber, which sends
       people.push(await launchParticipant('netem-pub', TRUST));
       sub = await launchParticipant('netem-sub', { executablePath: ns.chromium, ...TRUST });
     } else {
-      server = await startServer({ mediaBind: '127.0.0.2' });
+      // One engine: the relay stands in front of one media port.
+      server = await startServer({ mediaBind: '127.0.0.2', workers: 1 });
       relay = await startLossyRelay({ port: server.udpPort });
       people.push(await launchParticipant('relay-pub'));
       sub = await launchParticipant('relay-sub');

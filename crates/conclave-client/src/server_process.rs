@@ -20,8 +20,11 @@ pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    /// The media port.
+    /// The media port of the first engine; engine `i` has `udp_port + i`.
     pub udp_port: u16,
+    /// How many media engines the server runs.
+    pub media_workers: u16,
+    http_port: u16,
     data_dir: PathBuf,
 }
 
@@ -50,9 +53,31 @@ fn free_tcp_port() -> Result<u16, ClientError> {
     Ok(l.local_addr().map_err(|e| ClientError::Io(e.to_string()))?.port())
 }
 
-fn free_udp_port() -> Result<u16, ClientError> {
-    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| ClientError::Io(e.to_string()))?;
-    Ok(s.local_addr().map_err(|e| ClientError::Io(e.to_string()))?.port())
+/// Media engines of a test server unless the caller sets
+/// `CONCLAVE_MEDIA_WORKERS`: more than one, so that tests cross the
+/// placement of rooms on engines.
+const TEST_WORKERS: u16 = 2;
+
+/// The first of `count` consecutive UDP ports that were free together.
+fn free_udp_ports(count: u16) -> Result<u16, ClientError> {
+    let io = |e: std::io::Error| ClientError::Io(e.to_string());
+    for _ in 0..100 {
+        let first = UdpSocket::bind("127.0.0.1:0").map_err(io)?;
+        let port = first.local_addr().map_err(io)?.port();
+        if u32::from(port) + u32::from(count) > 65536 {
+            continue;
+        }
+        // Held until all are known free.
+        let rest: Result<Vec<UdpSocket>, _> = (1..count)
+            .map(|i| UdpSocket::bind(("127.0.0.1", port + i)))
+            .collect();
+        if rest.is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(ClientError::Io(format!(
+        "found no {count} consecutive free UDP ports on loopback"
+    )))
 }
 
 impl ServerProcess {
@@ -71,7 +96,19 @@ impl ServerProcess {
     ) -> Result<Self, ClientError> {
         let io = |e: std::io::Error| ClientError::Io(e.to_string());
         let http_port = free_tcp_port()?;
-        let udp_port = free_udp_port()?;
+        let media_workers = match extra_env.iter().find(|(k, _)| *k == "CONCLAVE_MEDIA_WORKERS") {
+            Some((_, v)) => match v.parse::<u16>() {
+                Ok(0) => std::thread::available_parallelism().map_or(1, |n| n.get().min(256) as u16),
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(ClientError::Io(format!(
+                        "CONCLAVE_MEDIA_WORKERS={v} is not a number"
+                    )));
+                }
+            },
+            None => TEST_WORKERS,
+        };
+        let udp_port = free_udp_ports(media_workers)?;
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -91,6 +128,7 @@ impl ServerProcess {
             .env("CONCLAVE_SERVER_DATA_DIR", &data_dir)
             .env("CONCLAVE_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("CONCLAVE_MEDIA_UDP_PORT", udp_port.to_string())
+            .env("CONCLAVE_MEDIA_WORKERS", media_workers.to_string())
             .env("CONCLAVE_MEDIA_ANNOUNCE", "127.0.0.1")
             .env("CONCLAVE_AUTH_API_KEY", API_KEY)
             .env("CONCLAVE_AUTH_API_SECRET", API_SECRET)
@@ -113,6 +151,8 @@ impl ServerProcess {
             child,
             url: format!("http://127.0.0.1:{http_port}"),
             udp_port,
+            media_workers,
+            http_port,
             data_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -135,6 +175,11 @@ impl ServerProcess {
     }
 
     /// The server's process id, to read its CPU time and memory.
+    /// The server's Prometheus figures (`/metrics`).
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        http_get(self.http_port, "/metrics")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -164,6 +209,27 @@ impl Drop for ServerProcess {
 }
 
 /// `GET /readyz` answers 200.
+/// The body of `GET path` on the server's HTTP port.
+fn http_get(port: u16, path: &str) -> Result<String, ClientError> {
+    let io = |e: std::io::Error| ClientError::Io(format!("GET {path}: {e}"));
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .map_err(io)?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(io)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| ClientError::Io(format!("GET {path}: no HTTP response")))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(ClientError::Io(format!(
+            "GET {path}: {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.to_owned())
+}
+
 fn ready(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {

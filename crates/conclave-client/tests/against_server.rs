@@ -2,7 +2,8 @@
 //! one publishes Opus-sized audio and simulcast VP8, the other receives
 //! both tracks with the stamps the publisher wrote, in order. The
 //! subscriber's keyframe request reaches the publisher through the server,
-//! and the keyframe it sends in answer reaches the subscriber.
+//! and the keyframe it sends in answer reaches the subscriber. With two
+//! media engines, rooms on either carry media.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -182,10 +183,65 @@ impl App for Subscriber {
 async fn a_native_client_publishes_and_another_receives() {
     let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
     let server = ServerProcess::start(&bin, &[]).unwrap_or_else(|e| panic!("{e}"));
+    publish_and_receive(&server, "native").await;
+}
+
+/// RTP packets each media engine forwarded, from `/metrics`.
+fn forwarded_per_engine(server: &ServerProcess) -> Vec<u64> {
+    let metrics = server.metrics().unwrap_or_else(|e| panic!("{e}"));
+    (0..server.media_workers)
+        .map(|i| {
+            let line = format!("conclave_engine_rtp_forwarded_total{{engine=\"{i}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {line}in the metrics:\n{metrics}"))
+        })
+        .collect()
+}
+
+/// With two engines, rooms land on both, each room's media stays on its
+/// engine, and both engines carry media end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_on_each_engine_carry_media() {
+    let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
+    let server =
+        ServerProcess::start(&bin, &[("CONCLAVE_MEDIA_WORKERS", "2")]).unwrap_or_else(|e| panic!("{e}"));
+    let mut before = forwarded_per_engine(&server);
+    assert_eq!(before, [0, 0]);
+    let mut rooms_on = [Vec::new(), Vec::new()];
+    // The placement is a fixed function of the name: these names reach both
+    // engines within a few tries (a hash gives each about half).
+    for i in 0..12 {
+        let room = format!("engines-{i}");
+        publish_and_receive(&server, &room).await;
+        let after = forwarded_per_engine(&server);
+        let grew: Vec<usize> = (0..2).filter(|&e| after[e] > before[e]).collect();
+        assert_eq!(
+            grew.len(),
+            1,
+            "room {room} was forwarded by engines {grew:?}: {before:?} -> {after:?}"
+        );
+        rooms_on[grew[0]].push(room);
+        before = after;
+        if rooms_on.iter().all(|r| !r.is_empty()) {
+            break;
+        }
+    }
+    assert!(
+        rooms_on.iter().all(|r| !r.is_empty()),
+        "every room landed on one engine: {rooms_on:?}"
+    );
+}
+
+/// One participant publishes audio and simulcast video in `room`, another
+/// receives both tracks in order, asks for a keyframe and gets one.
+async fn publish_and_receive(server: &ServerProcess, room: &str) {
     let stop = Arc::new(AtomicBool::new(false));
     let keyframe_requests = Arc::new(AtomicUsize::new(0));
-    let pub_token = server.token("native", "alice").expect("token");
-    let sub_token = server.token("native", "bob").expect("token");
+    let pub_token = server.token(room, "alice").expect("token");
+    let sub_token = server.token(room, "bob").expect("token");
     let url = server.url.clone();
     let mut publisher = Publisher {
         base: Instant::now(),

@@ -29,7 +29,10 @@ pub struct ConclaveTarget {
 impl ConclaveTarget {
     /// Starts `binary` on loopback, on `cpu` when given.
     pub fn start(binary: &Path, cpu: Option<usize>) -> Result<Self, String> {
-        let server = ServerProcess::start_on(binary, &[], cpu).map_err(|e| e.to_string())?;
+        // Pinned to one CPU, one engine; otherwise one per core.
+        let workers = if cpu.is_some() { "1" } else { "0" };
+        let server = ServerProcess::start_on(binary, &[("CONCLAVE_MEDIA_WORKERS", workers)], cpu)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             server,
             room: format!("bench-{}", std::process::id()),
@@ -43,7 +46,7 @@ impl Target for ConclaveTarget {
     }
 
     fn media_ports(&self) -> std::ops::RangeInclusive<u16> {
-        self.server.udp_port..=self.server.udp_port
+        self.server.udp_port..=self.server.udp_port + self.server.media_workers.saturating_sub(1)
     }
 
     fn log(&self) -> String {

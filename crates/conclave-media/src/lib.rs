@@ -248,6 +248,33 @@ pub struct Counters {
     pub red_packets_in: u64,
 }
 
+impl std::ops::AddAssign for Counters {
+    /// Adds another core's counts (one core per engine).
+    fn add_assign(&mut self, o: Self) {
+        // Destructured: a new counter cannot be forgotten here.
+        let Self {
+            packets_in,
+            bytes_in,
+            packets_out,
+            bytes_out,
+            rtp_forwarded,
+            nacks_received,
+            keyframe_requests_received,
+            keyframe_requests_sent,
+            red_packets_in,
+        } = o;
+        self.packets_in += packets_in;
+        self.bytes_in += bytes_in;
+        self.packets_out += packets_out;
+        self.bytes_out += bytes_out;
+        self.rtp_forwarded += rtp_forwarded;
+        self.nacks_received += nacks_received;
+        self.keyframe_requests_received += keyframe_requests_received;
+        self.keyframe_requests_sent += keyframe_requests_sent;
+        self.red_packets_in += red_packets_in;
+    }
+}
+
 /// Configuration of the media core.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {

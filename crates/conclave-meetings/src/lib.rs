@@ -181,6 +181,20 @@ pub enum Effect {
     Close { room: RoomName },
 }
 
+impl Effect {
+    /// The room the effect changes.
+    pub fn room(&self) -> &RoomName {
+        match self {
+            Effect::Permissions { room, .. }
+            | Effect::Attributes { room, .. }
+            | Effect::Mute { room, .. }
+            | Effect::Remove { room, .. }
+            | Effect::Notify { room, .. }
+            | Effect::Close { room } => room,
+        }
+    }
+}
+
 /// What someone who asked to enter gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {

@@ -167,6 +167,44 @@ impl EngineHandle {
     }
 }
 
+/// The engines of one process, each a task with its own socket (one per
+/// core by default). Every room lives on exactly one of them, chosen from
+/// its name alone, so each participant of a room and every request about
+/// it reach the same engine without any shared table.
+#[derive(Clone)]
+pub struct Engines {
+    engines: std::sync::Arc<[EngineHandle]>,
+}
+
+impl Engines {
+    /// The engines in order; `more` follow `first`.
+    pub fn new(first: EngineHandle, more: impl IntoIterator<Item = EngineHandle>) -> Self {
+        let engines: Vec<EngineHandle> = std::iter::once(first).chain(more).collect();
+        Self {
+            engines: engines.into(),
+        }
+    }
+
+    /// The engine that hosts `room`.
+    pub fn for_room(&self, room: &RoomName) -> &EngineHandle {
+        &self.engines[place(room, self.engines.len())]
+    }
+
+    /// Every engine, for questions about all rooms.
+    pub fn all(&self) -> &[EngineHandle] {
+        &self.engines
+    }
+}
+
+/// Which of `count` engines hosts `room`: a hash of the name with fixed
+/// keys, the same for as long as the process runs.
+fn place(room: &RoomName, count: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    room.as_str().hash(&mut h);
+    (h.finish() % count.max(1) as u64) as usize
+}
+
 /// Asks for [`SOCKET_BUFFER`]-sized buffers on the media socket and
 /// returns the receive and send buffer sizes the kernel granted (Linux
 /// reports twice what it allows, for its bookkeeping). Less than asked is
@@ -430,6 +468,32 @@ mod tests {
             .trim()
             .parse()
             .expect("a number")
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).expect("a valid room name")
+    }
+
+    /// A room always lands on the same engine, and many rooms spread over all.
+    #[test]
+    fn rooms_are_placed_by_name_and_spread_over_the_engines() {
+        assert_eq!(place(&room("standup"), 1), 0);
+        for count in [2, 3, 8] {
+            let mut per_engine = vec![0usize; count];
+            for i in 0..4000 {
+                let name = room(&format!("room-{i}"));
+                let at = place(&name, count);
+                assert_eq!(at, place(&name, count), "placement is stable");
+                per_engine[at] += 1;
+            }
+            let fair = 4000 / count;
+            for n in &per_engine {
+                assert!(
+                    n * 10 > fair * 8 && n * 10 < fair * 12,
+                    "uneven placement over {count}: {per_engine:?}"
+                );
+            }
+        }
     }
 
     /// The media socket gets the buffers asked for, as far as the kernel's

@@ -64,8 +64,12 @@ impl Default for HttpSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaSection {
-    /// The one UDP port for all media.
+    /// The UDP port of the first media engine; engine `i` uses
+    /// `udp_port + i`. 0: each engine takes a free port.
     pub udp_port: u16,
+    /// Media engines, each a task with its own socket, every room on one of
+    /// them. 0: one per core.
+    pub workers: u16,
     /// Local address the media socket binds to. Unset: 127.0.0.1 when every
     /// announced address is loopback, else 0.0.0.0. Replies leave from the
     /// address the kernel picks for the destination, so on a host with
@@ -81,6 +85,7 @@ impl Default for MediaSection {
     fn default() -> Self {
         Self {
             udp_port: 7882,
+            workers: 0,
             bind: None,
             announce: Vec::new(),
         }
@@ -270,6 +275,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Most media engines one process runs.
+const MAX_WORKERS: u16 = 256;
+
 const SECTIONS: [&str; 10] = [
     "server", "http", "media", "auth", "rooms", "log", "database", "smtp", "accounts", "meetings",
 ];
@@ -349,6 +357,16 @@ impl Config {
                 "accounts.argon2_memory_kib must be at least 19456 and argon2_iterations at least 2".into(),
             ));
         }
+        if self.media.workers > MAX_WORKERS {
+            return Err(ConfigError::Invalid(format!(
+                "media.workers must be at most {MAX_WORKERS}"
+            )));
+        }
+        if self.media.udp_port != 0 && usize::from(self.media.udp_port) + self.media_workers() - 1 > 65535 {
+            return Err(ConfigError::Invalid(
+                "media.udp_port + media.workers - 1 must be a port number".into(),
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         for p in &self.oidc {
             if p.id.is_empty() || p.issuer.is_empty() || p.client_id.is_empty() {
@@ -364,6 +382,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How many media engines run: `media.workers`, or one per core.
+    pub fn media_workers(&self) -> usize {
+        match self.media.workers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(usize::from(MAX_WORKERS)),
+            n => usize::from(n),
+        }
     }
 
     /// Whether HTTP listens on loopback only (plain HTTP allowed there).
@@ -530,6 +558,36 @@ mod tests {
         std::fs::write(&file, "[[oidc]]\nid = \"corp\"\n").expect("write");
         assert!(Config::load(Some(&file), env(&[])).is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn media_workers_default_to_the_cores_and_their_ports_must_fit() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.media.workers, 0);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(c.media_workers(), cores.min(256));
+        let c = Config::load(None, env(&[("CONCLAVE_MEDIA_WORKERS", "3")])).expect("three");
+        assert_eq!(c.media_workers(), 3);
+        let e = Config::load(None, env(&[("CONCLAVE_MEDIA_WORKERS", "257")])).expect_err("too many");
+        assert!(e.to_string().contains("media.workers"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[
+                ("CONCLAVE_MEDIA_UDP_PORT", "65535"),
+                ("CONCLAVE_MEDIA_WORKERS", "2"),
+            ]),
+        )
+        .expect_err("the second engine has no port");
+        assert!(e.to_string().contains("media.udp_port"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("CONCLAVE_MEDIA_UDP_PORT", "0"),
+                ("CONCLAVE_MEDIA_WORKERS", "256"),
+            ]),
+        )
+        .expect("free ports need no range");
+        assert_eq!(c.media_workers(), 256);
     }
 
     #[test]

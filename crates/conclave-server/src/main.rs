@@ -24,7 +24,7 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use clap::{Parser, Subcommand};
 use conclave_media::MediaConfig;
-use conclave_runtime::{Engine, EngineHandle};
+use conclave_runtime::{Engine, Engines};
 use conclave_signal::{RoomSettings, Sfu, SfuConfig};
 use conclave_token::{ApiKey, ApiSecret, Claims, Verifier, VideoGrant};
 use tracing_subscriber::EnvFilter;
@@ -100,7 +100,7 @@ enum Command {
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub engine: EngineHandle,
+    pub engines: Engines,
     pub verifier: Arc<Verifier>,
     pub api_key: ApiKey,
     pub api_secret: Arc<ApiSecret>,
@@ -236,6 +236,44 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Starts `media.workers` engines, engine `i` on `media.udp_port + i`
+/// (or a free port), each announcing its own port.
+async fn start_engines(config: &Config, room_defaults: &RoomSettings) -> Result<Engines, String> {
+    let node_id = format!("ND_{}", conclave_types::random_base62(12));
+    let mut engines = Vec::new();
+    for i in 0..config.media_workers() {
+        let mut bind = config.media_bind();
+        if bind.port() != 0 {
+            // In range: the configuration was checked.
+            bind.set_port(bind.port().saturating_add(i as u16));
+        }
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .map_err(|e| format!("cannot bind the media port {bind}: {e}"))?;
+        let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+        let mut announced = config.announced();
+        for a in &mut announced {
+            a.set_port(port);
+        }
+        let sfu = Sfu::new(
+            SfuConfig {
+                media: MediaConfig {
+                    candidates: announced.clone(),
+                },
+                server_version: env!("CARGO_PKG_VERSION").to_owned(),
+                node_id: node_id.clone(),
+                default_room: room_defaults.clone(),
+            },
+            std::time::Instant::now(),
+        );
+        engines.push(Engine::start(sfu, socket, announced));
+    }
+    tracing::info!(engines = engines.len(), "media engines started");
+    let mut engines = engines.into_iter();
+    let first = engines.next().ok_or("no media engine")?;
+    Ok(Engines::new(first, engines))
+}
+
 async fn serve(config: Config) -> Result<(), String> {
     let (api_key, api_secret, generated) = setup::api_credentials(&config).map_err(|e| e.to_string())?;
     let mut verifier = Verifier::new();
@@ -244,37 +282,15 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let tls = setup::tls_files(&config).map_err(|e| e.to_string())?;
 
-    let bind = config.media_bind();
-    let socket = tokio::net::UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("cannot bind the media port {}: {e}", config.media.udp_port))?;
-    let mut announced = config.announced();
-    if config.media.udp_port == 0 {
-        let port = socket.local_addr().map_err(|e| e.to_string())?.port();
-        for a in &mut announced {
-            a.set_port(port);
-        }
-    }
     let room_defaults = RoomSettings {
         empty_timeout: config.rooms.empty_timeout,
         departure_timeout: config.rooms.departure_timeout,
         max_participants: config.rooms.max_participants,
         metadata: String::new(),
     };
-    let sfu = Sfu::new(
-        SfuConfig {
-            media: MediaConfig {
-                candidates: announced.clone(),
-            },
-            server_version: env!("CARGO_PKG_VERSION").to_owned(),
-            node_id: format!("ND_{}", conclave_types::random_base62(12)),
-            default_room: room_defaults.clone(),
-        },
-        std::time::Instant::now(),
-    );
-    let engine = Engine::start(sfu, socket, announced);
+    let engines = start_engines(&config, &room_defaults).await?;
     let mut state = AppState {
-        engine: engine.clone(),
+        engines: engines.clone(),
         verifier: Arc::new(verifier),
         api_key: api_key.clone(),
         api_secret: Arc::new(api_secret.clone()),
@@ -305,7 +321,7 @@ async fn serve(config: Config) -> Result<(), String> {
         ));
         apis.push((
             "/api/meetings",
-            meetings::router(m, a, engine, config.accounts.trusted_proxies.clone()),
+            meetings::router(m, a, engines, config.accounts.trusted_proxies.clone()),
         ));
     }
     let app = router(state, tls.is_some(), apis);

@@ -26,7 +26,7 @@ use conclave_meetings::{
     Account, Caller, Effect, Entrant, Entry, LobbyTarget, MeetingRole, MeetingSpec, Meetings, MeetingsError,
     Moderation, Right, Rights, TicketState,
 };
-use conclave_runtime::EngineHandle;
+use conclave_runtime::{EngineHandle, Engines};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -39,7 +39,7 @@ const LOBBY_WAIT: Duration = Duration::from_secs(20);
 pub(crate) struct St {
     meetings: Arc<Meetings>,
     accounts: Arc<Accounts>,
-    engine: EngineHandle,
+    engines: Engines,
     trusted_proxies: Arc<Vec<IpAddr>>,
 }
 
@@ -50,14 +50,14 @@ fn now() -> i64 {
 pub(crate) fn router(
     meetings: Arc<Meetings>,
     accounts: Arc<Accounts>,
-    engine: EngineHandle,
+    engines: Engines,
     trusted_proxies: Vec<IpAddr>,
 ) -> Router {
     let max_file = meetings.settings().max_file_bytes;
     let st = St {
         meetings,
         accounts,
-        engine,
+        engines,
         trusted_proxies: Arc::new(trusted_proxies),
     };
     Router::new()
@@ -199,11 +199,21 @@ fn caller(st: &St, headers: &HeaderMap, id: &str) -> Result<Caller, MeetingsErro
     st.meetings.authenticate(id, token, now())
 }
 
-/// Applies what the meetings service decided to the SFU.
-pub(crate) async fn apply(engine: &EngineHandle, effects: Vec<Effect>) {
-    if effects.is_empty() {
-        return;
+/// Applies what the meetings service decided to the SFU, in order; the
+/// effects on one engine's rooms in a row are carried out together.
+pub(crate) async fn apply(engines: &Engines, effects: Vec<Effect>) {
+    let mut effects = effects.into_iter().peekable();
+    while let Some(first) = effects.next() {
+        let engine = engines.for_room(first.room());
+        let mut run = vec![first];
+        while let Some(next) = effects.next_if(|e| std::ptr::eq(engines.for_room(e.room()), engine)) {
+            run.push(next);
+        }
+        apply_on(engine, run).await;
     }
+}
+
+async fn apply_on(engine: &EngineHandle, effects: Vec<Effect>) {
     let done = engine
         .with(move |sfu, _| {
             for e in effects {
@@ -261,7 +271,7 @@ pub(crate) async fn apply(engine: &EngineHandle, effects: Vec<Effect>) {
 async fn reply(st: &St, r: Result<(serde_json::Value, Vec<Effect>), MeetingsError>) -> Response {
     match r {
         Ok((v, effects)) => {
-            apply(&st.engine, effects).await;
+            apply(&st.engines, effects).await;
             Json(v).into_response()
         }
         Err(e) => error(e),
@@ -408,7 +418,7 @@ async fn enter(
     .await;
     match r {
         Ok((v, effects)) => {
-            apply(&st.engine, effects).await;
+            apply(&st.engines, effects).await;
             let status = if v["state"] == "waiting" {
                 StatusCode::ACCEPTED
             } else {

@@ -7,7 +7,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use conclave_runtime::{ConnOut, Resume};
+use conclave_runtime::{ConnOut, EngineHandle, Resume};
 use conclave_signal::{ConnId, JoinParams};
 use conclave_token::{JoinGrant, TokenError};
 use conclave_types::{ParticipantIdentity, ParticipantSid, Permissions, RoomName};
@@ -227,11 +227,13 @@ async fn session(
     resume: Option<Resume>,
 ) {
     let (mut sink, stream) = socket.split();
-    let conn: ConnId = state.engine.new_conn();
+    // The room's engine: a resumed session is always the same room.
+    let engine = state.engines.for_room(&join.room).clone();
+    let conn: ConnId = engine.new_conn();
     let (tx, rx) = mpsc::channel::<ConnOut>(conclave_runtime::OUTBOX_CAPACITY);
     if reconnect {
         let resumed = match resume {
-            Some(r) => matches!(state.engine.resume(conn, r, tx).await, Ok(Ok(()))),
+            Some(r) => matches!(engine.resume(conn, r, tx).await, Ok(Ok(()))),
             None => false,
         };
         if !resumed {
@@ -244,10 +246,10 @@ async fn session(
             let _ = sink.send(Message::Close(None)).await;
             return;
         }
-        pump(state, conn, sink, stream, rx).await;
+        pump(&engine, conn, sink, stream, rx).await;
         return;
     }
-    match state.engine.join(conn, Box::new(join), tx).await {
+    match engine.join(conn, Box::new(join), tx).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::info!(error = %e, "join refused");
@@ -266,7 +268,7 @@ async fn session(
         }
         Err(_) => return,
     }
-    pump(state, conn, sink, stream, rx).await;
+    pump(&engine, conn, sink, stream, rx).await;
 }
 
 type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -274,7 +276,7 @@ type WsStream = futures_util::stream::SplitStream<WebSocket>;
 
 /// Carries messages both ways until either side closes.
 async fn pump(
-    state: AppState,
+    engine: &EngineHandle,
     conn: ConnId,
     mut sink: WsSink,
     mut stream: WsStream,
@@ -296,7 +298,7 @@ async fn pump(
             inbound = stream.next() => match inbound {
                 Some(Ok(Message::Binary(bytes))) => match lk::SignalRequest::decode(bytes.as_ref()) {
                     Ok(req) => {
-                        if state.engine.request(conn, req).is_err() {
+                        if engine.request(conn, req).is_err() {
                             break;
                         }
                     }
@@ -315,7 +317,7 @@ async fn pump(
             },
         }
     }
-    state.engine.disconnect(conn);
+    engine.disconnect(conn);
 }
 
 fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action) -> Vec<u8> {

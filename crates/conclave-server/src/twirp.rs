@@ -188,7 +188,7 @@ async fn dispatch(
 ) -> Result<Response, TwirpError> {
     let format = format_of(headers)?;
     let claims = claims(state, headers)?;
-    let engine = &state.engine;
+    let engines = &state.engines;
     match method {
         "CreateRoom" => {
             claims.require_room_create()?;
@@ -209,7 +209,8 @@ async fn dispatch(
                 max_participants: req.max_participants,
                 metadata: req.metadata,
             };
-            let room = engine
+            let room = engines
+                .for_room(&name)
                 .with(move |sfu, now| sfu.create_room(now, name, settings))
                 .await
                 .map_err(|_| engine_gone())?;
@@ -223,17 +224,24 @@ async fn dispatch(
                 .iter()
                 .map(|n| room_name(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let rooms = engine
-                .with(move |sfu, _| sfu.list_rooms(&names))
-                .await
-                .map_err(|_| engine_gone())?;
+            let mut rooms = Vec::new();
+            for engine in engines.all() {
+                let names = names.clone();
+                rooms.extend(
+                    engine
+                        .with(move |sfu, _| sfu.list_rooms(&names))
+                        .await
+                        .map_err(|_| engine_gone())?,
+                );
+            }
             Ok(encode(format, &lk::ListRoomsResponse { rooms }))
         }
         "DeleteRoom" => {
             claims.require_room_create()?;
             let req: lk::DeleteRoomRequest = decode(format, body)?;
             let name = room_name(&req.room)?;
-            engine
+            engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.delete_room(&name))
                 .await
                 .map_err(|_| engine_gone())??;
@@ -243,7 +251,8 @@ async fn dispatch(
             let req: lk::ListParticipantsRequest = decode(format, body)?;
             claims.require_room_admin(&req.room)?;
             let name = room_name(&req.room)?;
-            let participants = engine
+            let participants = engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.list_participants(&name))
                 .await
                 .map_err(|_| engine_gone())??;
@@ -253,7 +262,8 @@ async fn dispatch(
             let req: lk::RoomParticipantIdentity = decode(format, body)?;
             claims.require_room_admin(&req.room)?;
             let (name, who) = (room_name(&req.room)?, identity(&req.identity)?);
-            let info = engine
+            let info = engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.get_participant(&name, &who))
                 .await
                 .map_err(|_| engine_gone())??;
@@ -263,7 +273,8 @@ async fn dispatch(
             let req: lk::RoomParticipantIdentity = decode(format, body)?;
             claims.require_room_admin(&req.room)?;
             let (name, who) = (room_name(&req.room)?, identity(&req.identity)?);
-            engine
+            engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.remove_participant_by_identity(&name, &who))
                 .await
                 .map_err(|_| engine_gone())??;
@@ -274,7 +285,8 @@ async fn dispatch(
             claims.require_room_admin(&req.room)?;
             let (name, who) = (room_name(&req.room)?, identity(&req.identity)?);
             let (track, muted) = (req.track_sid.clone(), req.muted);
-            let info = engine
+            let info = engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.mute_published_track(&name, &who, &track, muted))
                 .await
                 .map_err(|_| engine_gone())??;
@@ -295,7 +307,8 @@ async fn dispatch(
             let metadata = (!req.metadata.is_empty()).then_some(req.metadata);
             let attributes: HashMap<String, String> = req.attributes;
             let permission = req.permission;
-            let info = engine
+            let info = engines
+                .for_room(&name)
                 .with(move |sfu, _| {
                     sfu.update_participant(&name, &who, new_name, metadata, attributes, permission.as_ref())
                 })
@@ -309,7 +322,8 @@ async fn dispatch(
             let name = room_name(&req.room)?;
             let reliable = req.kind != lk::data_packet::Kind::Lossy as i32;
             let (data, destinations, topic) = (req.data, req.destination_identities, req.topic);
-            engine
+            engines
+                .for_room(&name)
                 .with(move |sfu, _| sfu.send_data(&name, data, reliable, &destinations, topic))
                 .await
                 .map_err(|_| engine_gone())??;

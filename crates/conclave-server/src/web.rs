@@ -169,20 +169,68 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the media engine answers.
+/// Ready when every media engine answers.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine.with(|_, _| ()).await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "media engine stopped").into_response(),
+    match engine_stats(&state).await {
+        Some(_) => (StatusCode::OK, "ready").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "media engine stopped").into_response(),
     }
 }
 
+/// The figures of each engine; `None` when one has stopped.
+async fn engine_stats(state: &AppState) -> Option<Vec<conclave_signal::Stats>> {
+    let mut each = Vec::new();
+    for engine in state.engines.all() {
+        each.push(engine.with(|sfu, _| sfu.stats()).await.ok()?);
+    }
+    Some(each)
+}
+
+/// A per-engine metric: name, type, help and how to read it.
+type EngineFigure = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&conclave_signal::Stats) -> u64,
+);
+
 /// Prometheus text exposition of the server's figures.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let Ok(s) = state.engine.with(|sfu, _| sfu.stats()).await else {
+    let Some(each) = engine_stats(&state).await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "media engine stopped").into_response();
     };
+    let mut s = conclave_signal::Stats::default();
+    for e in &each {
+        s += *e;
+    }
     let mut out = String::new();
+    // Per engine, to see how rooms spread over them.
+    let per_engine: [EngineFigure; 3] = [
+        (
+            "conclave_engine_rooms",
+            "gauge",
+            "Rooms open on a media engine.",
+            |e| e.rooms as u64,
+        ),
+        (
+            "conclave_engine_participants",
+            "gauge",
+            "Participants connected to a media engine.",
+            |e| e.participants as u64,
+        ),
+        (
+            "conclave_engine_rtp_forwarded_total",
+            "counter",
+            "RTP packets a media engine forwarded to subscribers.",
+            |e| e.media.rtp_forwarded,
+        ),
+    ];
+    for (name, kind, help, value) in per_engine {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (i, e) in each.iter().enumerate() {
+            out.push_str(&format!("{name}{{engine=\"{i}\"}} {}\n", value(e)));
+        }
+    }
     let mut put = |name: &str, kind: &str, help: &str, value: u64| {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"

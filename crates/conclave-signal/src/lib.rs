@@ -129,6 +129,16 @@ pub struct Stats {
     pub media: conclave_media::Counters,
 }
 
+impl std::ops::AddAssign for Stats {
+    /// Adds another engine's figures.
+    fn add_assign(&mut self, o: Self) {
+        self.rooms += o.rooms;
+        self.participants += o.participants;
+        self.tracks += o.tracks;
+        self.media += o.media;
+    }
+}
+
 /// Static configuration of the core.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {

@@ -9,7 +9,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { conclaveBinary } from './server.mjs';
+import { conclaveBinary, freeUdpPorts } from './server.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -130,7 +130,7 @@ export async function startAccountServer({ smtpPort, configToml = '', env = {}, 
   const bin = conclaveBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-acct-'));
   const port = wanted ?? (await freePort());
-  const udp = await freePort();
+  const udp = await freeUdpPorts(2);
   const args = ['serve'];
   if (configToml) {
     const file = join(dataDir, 'conclave.toml');
@@ -144,6 +144,7 @@ export async function startAccountServer({ smtpPort, configToml = '', env = {}, 
       CONCLAVE_SERVER_DATA_DIR: dataDir,
       CONCLAVE_HTTP_LISTEN: `127.0.0.1:${port}`,
       CONCLAVE_MEDIA_UDP_PORT: String(udp),
+      CONCLAVE_MEDIA_WORKERS: '2',
       CONCLAVE_ROOMS_OPEN_JOIN: 'true',
       ...(smtpPort
         ? {

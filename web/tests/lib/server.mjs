@@ -34,15 +34,27 @@ function freeTcpPort() {
   });
 }
 
-function freeUdpPort() {
-  return new Promise((resolve, reject) => {
+function bindUdp(port) {
+  return new Promise((resolve) => {
     const sock = createSocket('udp4');
-    sock.on('error', reject);
-    sock.bind(0, '127.0.0.1', () => {
-      const { port } = sock.address();
-      sock.close(() => resolve(port));
-    });
+    sock.once('error', () => resolve(null));
+    sock.bind(port, '127.0.0.1', () => resolve(sock));
   });
+}
+
+/** The first of `count` consecutive loopback UDP ports that were free together. */
+export async function freeUdpPorts(count) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const held = [await bindUdp(0)];
+    const first = held[0]?.address().port;
+    if (first !== undefined && first + count <= 65536) {
+      for (let i = 1; i < count && held.at(-1); i++) held.push(await bindUdp(first + i));
+    }
+    const free = first !== undefined && held.length === count && held.every(Boolean);
+    await Promise.all(held.filter(Boolean).map((sock) => new Promise((resolve) => sock.close(resolve))));
+    if (free) return first;
+  }
+  throw new Error(`found no ${count} consecutive free UDP ports on loopback`);
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -66,13 +78,15 @@ function httpsStatus(url) {
 /**
  * Starts the server. With `host` (an address of a network namespace the
  * test made), it listens and announces media there; beyond loopback the
- * server speaks only HTTPS, with a self-signed certificate.
+ * server speaks only HTTPS, with a self-signed certificate. It runs
+ * `workers` media engines on consecutive UDP ports from `udpPort`; more than
+ * one by default, so that every test crosses the placement of rooms.
  */
-export async function startServer({ host = '127.0.0.1', mediaBind = host } = {}) {
+export async function startServer({ host = '127.0.0.1', mediaBind = host, workers = 2 } = {}) {
   const bin = conclaveBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-test-'));
   const httpPort = await freeTcpPort();
-  const udpPort = await freeUdpPort();
+  const udpPort = await freeUdpPorts(workers);
   const tls = host !== '127.0.0.1';
   const url = `${tls ? 'https' : 'http'}://${host}:${httpPort}`;
 
@@ -88,6 +102,7 @@ export async function startServer({ host = '127.0.0.1', mediaBind = host } = {})
       CONCLAVE_SERVER_DATA_DIR: dataDir,
       CONCLAVE_HTTP_LISTEN: `${host}:${httpPort}`,
       CONCLAVE_MEDIA_UDP_PORT: String(udpPort),
+      CONCLAVE_MEDIA_WORKERS: String(workers),
       CONCLAVE_MEDIA_ANNOUNCE: host,
       CONCLAVE_MEDIA_BIND: mediaBind,
       CONCLAVE_ROOMS_OPEN_JOIN: 'true',
