@@ -10,6 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
+use conclave_types::ParticipantSid;
+
 use crate::{Client, ClientError, ClientEvent, Output, Pc, TrackSpec};
 
 /// The receive buffer asked for on each media socket.
@@ -44,10 +46,39 @@ pub fn signalling_url(server: &str, token: &str) -> String {
 /// Due timers run one after another at most this often before the driver
 /// waits for its sockets again.
 const MAX_DUE_ROUNDS: usize = 4;
+/// Tries at resuming a session whose signalling connection closed, and the
+/// pause between them.
+const RESUME_TRIES: u32 = 5;
+const RESUME_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+type Signalling =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A new signalling connection for participant `sid`'s session, as
+/// LiveKit's clients resume (`reconnect=1`); the server answers on it.
+async fn resume(server: &str, token: &str, sid: &ParticipantSid) -> Result<Signalling, ClientError> {
+    let url = format!(
+        "{}&reconnect=1&sid={}",
+        signalling_url(server, token),
+        sid.as_str()
+    );
+    let mut last = ClientError::Closed;
+    for _ in 0..RESUME_TRIES {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(e) => last = ClientError::Refused(e.to_string()),
+        }
+        tokio::time::sleep(RESUME_PAUSE).await;
+    }
+    Err(last)
+}
 
 /// Joins `server` with `token`, publishes `tracks`, and runs `app` until it
 /// is done (then leaves) or the server ends the session. Media sockets are
 /// bound on `bind` (an address of this machine that the server can reach).
+/// When the signalling connection closes without the server ending the
+/// session, the session is resumed on a new one (the app sees
+/// [`ClientEvent::Resumed`]); media keeps flowing meanwhile.
 pub async fn run<A: App>(
     server: &str,
     token: &str,
@@ -77,15 +108,16 @@ pub async fn run<A: App>(
     let mut pub_buf = vec![0u8; 2048];
     let mut sub_buf = vec![0u8; 2048];
     let mut leaving = false;
+    let mut sid: Option<ParticipantSid> = None;
     let mut due_rounds = 0;
     loop {
         let deadline = loop {
             match client.poll_output() {
                 Output::Signal(m) => {
+                    // Lost when the connection just closed; the server
+                    // offers afresh once the session is resumed.
                     let bytes = prost::Message::encode_to_vec(&m);
-                    ws.send(Message::Binary(bytes.into()))
-                        .await
-                        .map_err(|_| ClientError::Closed)?;
+                    let _ = ws.send(Message::Binary(bytes.into())).await;
                 }
                 Output::Transmit {
                     pc,
@@ -101,6 +133,9 @@ pub async fn run<A: App>(
                         tracing::debug!(reason, "the server ended the session");
                         app.on_event(Instant::now(), &e, &mut client);
                         return Ok(());
+                    }
+                    if let ClientEvent::Joined { participant, .. } = &e {
+                        sid.clone_from(participant);
                     }
                     app.on_event(Instant::now(), &e, &mut client);
                 }
@@ -132,7 +167,11 @@ pub async fn run<A: App>(
                         tracing::debug!(error = %e, "signalling message not used");
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(ClientError::Closed),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    let Some(sid) = &sid else { return Err(ClientError::Closed) };
+                    tracing::debug!("the signalling connection closed; resuming");
+                    ws = resume(server, token, sid).await?;
+                }
                 Some(Ok(_)) => {}
             },
             r = pub_sock.recv_from(&mut pub_buf) => {

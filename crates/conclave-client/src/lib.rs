@@ -167,6 +167,9 @@ pub enum ClientEvent {
     /// The server refused to let a track be published (no permission);
     /// the track is dropped.
     Refused { cid: String, message: String },
+    /// The session went on over a new signalling connection after the
+    /// last one closed.
+    Resumed,
     /// The server ended the session.
     Left { reason: i32 },
 }
@@ -363,6 +366,7 @@ impl Client {
                     }
                 }
             }
+            Some(Resp::Reconnect(_)) => self.emit(ClientEvent::Resumed),
             Some(Resp::Leave(l)) => self.emit(ClientEvent::Left { reason: l.reason }),
             _ => {}
         }

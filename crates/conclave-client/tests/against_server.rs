@@ -3,10 +3,11 @@
 //! both tracks with the stamps the publisher wrote, in order. The
 //! subscriber's keyframe request reaches the publisher through the server,
 //! and the keyframe it sends in answer reaches the subscriber. With two
-//! media engines, rooms on either carry media.
+//! media engines, rooms on either carry media. A signalling connection
+//! that drops is resumed.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use conclave_client::server_process::{ServerProcess, server_binary};
 use conclave_client::synth::{audio_payload, read_stamp, vp8_frame};
 use conclave_client::{Client, ClientEvent, MediaKind, Mid, Packet, TrackSpec};
 use conclave_types::TrackSid;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -232,6 +235,148 @@ async fn rooms_on_each_engine_carry_media() {
     assert!(
         rooms_on.iter().all(|r| !r.is_empty()),
         "every room landed on one engine: {rooms_on:?}"
+    );
+}
+
+/// A TCP proxy to `target` whose open connections are all cut when
+/// `cut` is sent a new value; later connections pass.
+async fn cutting_proxy(target: SocketAddr) -> (SocketAddr, watch::Sender<u32>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback listener");
+    let addr = listener.local_addr().expect("its address");
+    let (cut, _) = watch::channel(0u32);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (cuts, count) = (cut.clone(), accepted.clone());
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            let mut cut = cuts.subscribe();
+            cut.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut.changed() => {}
+                }
+            });
+        }
+    });
+    (addr, cut, accepted)
+}
+
+/// Receives until its signalling connection is cut once, then until media
+/// has kept coming for a while on the resumed session.
+struct Resuming {
+    cut: watch::Sender<u32>,
+    packets: usize,
+    cut_at: Option<usize>,
+    resumed_at: Option<usize>,
+    resumes: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl App for Resuming {
+    fn on_event(&mut self, _now: Instant, event: &ClientEvent, _client: &mut Client) {
+        match event {
+            ClientEvent::Rtp { .. } => {
+                self.packets += 1;
+                if self.packets == 100 && self.cut_at.is_none() {
+                    self.cut_at = Some(self.packets);
+                    self.cut.send_modify(|n| *n += 1);
+                }
+                if self.resumed_at.is_some_and(|at| self.packets >= at + 200) {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+            ClientEvent::Resumed => {
+                self.resumes += 1;
+                self.resumed_at = Some(self.packets);
+            }
+            _ => {}
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
+
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// When the signalling connection drops without the server ending the
+/// session, the driver resumes it on a new connection; media goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_signalling_connection_is_resumed() {
+    let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
+    let server = ServerProcess::start(&bin, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let http: SocketAddr = server
+        .url
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("the server's address");
+    let (proxy, cut, accepted) = cutting_proxy(http).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pub_token = server.token("resume", "alice").expect("token");
+    let sub_token = server.token("resume", "bob").expect("token");
+    let url = server.url.clone();
+    let mut publisher = Publisher {
+        base: Instant::now(),
+        next: None,
+        tick: 0,
+        key_due: true,
+        keyframe_requests: Arc::new(AtomicUsize::new(0)),
+        stop: stop.clone(),
+    };
+    let publishing = tokio::spawn(async move {
+        let tracks = vec![TrackSpec::audio("audio"), TrackSpec::simulcast_camera("video")];
+        run(&url, &pub_token, LOOPBACK, tracks, &mut publisher).await
+    });
+    let mut subscriber = Resuming {
+        cut,
+        packets: 0,
+        cut_at: None,
+        resumed_at: None,
+        resumes: 0,
+        stop: stop.clone(),
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            &format!("http://{proxy}"),
+            &sub_token,
+            LOOPBACK,
+            Vec::new(),
+            &mut subscriber,
+        ),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(10), publishing).await;
+    assert!(
+        matches!(result, Ok(Ok(()))),
+        "the subscriber did not finish: {result:?}; {} packets, cut after {:?}, resumed at {:?}\n{}",
+        subscriber.packets,
+        subscriber.cut_at,
+        subscriber.resumed_at,
+        server.log()
+    );
+    assert_eq!(
+        subscriber.cut_at,
+        Some(100),
+        "the connection was cut once media flowed"
+    );
+    assert_eq!(subscriber.resumes, 1, "one resume for one cut");
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        2,
+        "the join's connection and the resume's"
     );
 }
 

@@ -257,6 +257,7 @@ impl Target for CeilingTarget {
             Ok(Outcome {
                 joined_at,
                 received: s.map_err(|e| e.to_string())?,
+                resumes: 0,
             })
         })
     }

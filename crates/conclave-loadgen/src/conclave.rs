@@ -73,6 +73,7 @@ impl Target for ConclaveTarget {
             Ok(Outcome {
                 joined_at,
                 received: app.sub.map(|s| s.recv),
+                resumes: app.resumes,
             })
         })
     }
@@ -84,6 +85,8 @@ struct Member {
     publ: Option<Publisher>,
     sub: Option<Subscriber>,
     stop: Arc<AtomicBool>,
+    /// Signalling connections resumed after the server closed them.
+    resumes: u32,
 }
 
 impl Member {
@@ -104,12 +107,16 @@ impl Member {
             }),
             sub: receive.map(Subscriber::new),
             stop,
+            resumes: 0,
         }
     }
 }
 
 impl App for Member {
     fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client) {
+        if let ClientEvent::Resumed = event {
+            self.resumes += 1;
+        }
         if let Some(p) = &mut self.publ {
             p.on_event(now, event);
         }

@@ -302,7 +302,11 @@ impl Target for JanusTarget {
             let received = participate(&url, plan)
                 .await
                 .map_err(|e| format!("participant {index}: {e}"))?;
-            Ok(Outcome { joined_at, received })
+            Ok(Outcome {
+                joined_at,
+                received,
+                resumes: 0,
+            })
         })
     }
 }

@@ -177,6 +177,9 @@ pub struct Report {
     pub udp_sndbuf_errors: u64,
     /// Receivers that got no media at all.
     pub silent_receivers: usize,
+    /// Signalling connections the target closed (a reader that fell too far
+    /// behind) and that were resumed on a new one.
+    pub resumes: u64,
     /// The loss is at most 0.1%, every receiver got media and none got
     /// video it had turned off: the figure of merit counts.
     pub valid: bool,
@@ -429,6 +432,7 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
     let mut joins: Vec<u64> = Vec::new();
     let (mut packets, mut expected, mut bytes) = (0u64, 0u64, 0u64);
     let (mut streams, mut unwanted) = (0usize, 0u64);
+    let resumes = outcomes.iter().map(|o| u64::from(o.resumes)).sum();
     for o in outcomes {
         let Some(r) = &o.received else { continue };
         let (e, got) = r.expected_received();
@@ -480,6 +484,7 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         udp_rcvbuf_errors: cost.rcvbuf_errors,
         udp_sndbuf_errors: cost.sndbuf_errors,
         silent_receivers: silent,
+        resumes,
         valid: silent == 0 && unwanted == 0 && loss_percent <= MAX_LOSS_PERCENT,
         pinned: cfg.target_cpu.is_some() && cfg.loadgen_pinned,
     }
@@ -542,6 +547,15 @@ pub fn table(reports: &[Report]) -> String {
             r.packets_per_cpu_second,
         ));
     }
+    for r in reports.iter().filter(|r| r.resumes > 0) {
+        s.push_str(&format!(
+            "{} {} {}: the target closed {} signalling connections (readers too slow); each was resumed\n",
+            r.target.name(),
+            label(r),
+            r.participants,
+            r.resumes
+        ));
+    }
     s
 }
 
@@ -579,6 +593,7 @@ mod tests {
         let got = Outcome {
             joined_at: now,
             received: Some(r),
+            resumes: 0,
         };
         let cost = Cost {
             cpu: 0.5,
@@ -595,6 +610,7 @@ mod tests {
         let silent = Outcome {
             joined_at: now,
             received: Some(Receiver::default()),
+            resumes: 0,
         };
         let rep = report(&cfg(), 3, 1, &[got, silent], &cost);
         assert!(!rep.valid, "a receiver that got nothing makes the run invalid");
@@ -605,9 +621,12 @@ mod tests {
         let extra = Outcome {
             joined_at: now,
             received: Some(extra),
+            resumes: 2,
         };
         let rep = report(&cfg(), 3, 1, &[extra], &cost);
         assert_eq!(rep.unwanted_packets, 3);
+        assert_eq!(rep.resumes, 2);
+        assert!(table(&[rep.clone()]).contains("closed 2 signalling connections"));
         assert!(
             !rep.valid,
             "video that was turned off but still came makes the run invalid"

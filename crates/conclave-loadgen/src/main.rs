@@ -492,6 +492,7 @@ mod tests {
             udp_rcvbuf_errors: 0,
             udp_sndbuf_errors: 0,
             silent_receivers: 0,
+            resumes: 0,
             valid: true,
             pinned: false,
         }

@@ -65,6 +65,9 @@ pub struct Outcome {
     pub joined_at: Instant,
     /// What it received, if it was to receive.
     pub received: Option<Receiver>,
+    /// Times its signalling connection was closed by the target and the
+    /// session resumed on a new one.
+    pub resumes: u32,
 }
 
 /// A participant's run, from joining until it is done.
