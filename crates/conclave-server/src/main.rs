@@ -238,9 +238,10 @@ fn init_logging(config: &Config) {
 
 /// Starts `media.workers` engines, engine `i` on `media.udp_port + i`
 /// (or a free port), each announcing its own port.
-async fn start_engines(config: &Config, room_defaults: &RoomSettings) -> Result<Engines, String> {
+async fn start_engines(config: &Config, room_defaults: &RoomSettings) -> Result<(Engines, Vec<u16>), String> {
     let node_id = format!("ND_{}", conclave_types::random_base62(12));
     let mut engines = Vec::new();
+    let mut ports = Vec::new();
     for i in 0..config.media_workers() {
         let mut bind = config.media_bind();
         if bind.port() != 0 {
@@ -251,6 +252,7 @@ async fn start_engines(config: &Config, room_defaults: &RoomSettings) -> Result<
             .await
             .map_err(|e| format!("cannot bind the media port {bind}: {e}"))?;
         let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+        ports.push(port);
         let mut announced = config.announced();
         for a in &mut announced {
             a.set_port(port);
@@ -268,10 +270,10 @@ async fn start_engines(config: &Config, room_defaults: &RoomSettings) -> Result<
         );
         engines.push(Engine::start(sfu, socket, announced));
     }
-    tracing::info!(engines = engines.len(), "media engines started");
+    tracing::info!(engines = engines.len(), ports = ?ports, "media engines started");
     let mut engines = engines.into_iter();
     let first = engines.next().ok_or("no media engine")?;
-    Ok(Engines::new(first, engines))
+    Ok((Engines::new(first, engines), ports))
 }
 
 async fn serve(config: Config) -> Result<(), String> {
@@ -288,7 +290,7 @@ async fn serve(config: Config) -> Result<(), String> {
         max_participants: config.rooms.max_participants,
         metadata: String::new(),
     };
-    let engines = start_engines(&config, &room_defaults).await?;
+    let (engines, media_ports) = start_engines(&config, &room_defaults).await?;
     let mut state = AppState {
         engines: engines.clone(),
         verifier: Arc::new(verifier),
@@ -338,6 +340,14 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     println!("Conclave {} is running.", env!("CARGO_PKG_VERSION"));
     println!("  Open {scheme}://{shown_host}:{}/ in a browser.", local.port());
+    let shown_ports: Vec<String> = media_ports.iter().map(u16::to_string).collect();
+    println!(
+        "  Media: UDP port{} {} ({} engine{}).",
+        if media_ports.len() == 1 { "" } else { "s" },
+        shown_ports.join(", "),
+        media_ports.len(),
+        if media_ports.len() == 1 { "" } else { "s" }
+    );
     if generated {
         println!(
             "  New API credentials were stored in {}/keys.toml.",
