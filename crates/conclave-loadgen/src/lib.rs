@@ -626,7 +626,7 @@ mod tests {
         let rep = report(&cfg(), 3, 1, &[extra], &cost);
         assert_eq!(rep.unwanted_packets, 3);
         assert_eq!(rep.resumes, 2);
-        assert!(table(&[rep.clone()]).contains("closed 2 signalling connections"));
+        assert!(table(std::slice::from_ref(&rep)).contains("closed 2 signalling connections"));
         assert!(
             !rep.valid,
             "video that was turned off but still came makes the run invalid"
