@@ -323,21 +323,8 @@ async fn a_dropped_signalling_connection_is_resumed() {
         .expect("the server's address");
     let (proxy, cut, accepted) = cutting_proxy(http).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let pub_token = server.token("resume", "alice").expect("token");
+    let publishing = spawn_publisher(&server, "resume", &stop, &Arc::new(AtomicUsize::new(0)));
     let sub_token = server.token("resume", "bob").expect("token");
-    let url = server.url.clone();
-    let mut publisher = Publisher {
-        base: Instant::now(),
-        next: None,
-        tick: 0,
-        key_due: true,
-        keyframe_requests: Arc::new(AtomicUsize::new(0)),
-        stop: stop.clone(),
-    };
-    let publishing = tokio::spawn(async move {
-        let tracks = vec![TrackSpec::audio("audio"), TrackSpec::simulcast_camera("video")];
-        run(&url, &pub_token, LOOPBACK, tracks, &mut publisher).await
-    });
     let mut subscriber = Resuming {
         cut,
         packets: 0,
@@ -380,13 +367,14 @@ async fn a_dropped_signalling_connection_is_resumed() {
     );
 }
 
-/// One participant publishes audio and simulcast video in `room`, another
-/// receives both tracks in order, asks for a keyframe and gets one.
-async fn publish_and_receive(server: &ServerProcess, room: &str) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let keyframe_requests = Arc::new(AtomicUsize::new(0));
-    let pub_token = server.token(room, "alice").expect("token");
-    let sub_token = server.token(room, "bob").expect("token");
+/// Alice publishes audio and simulcast video in `room` until `stop`.
+fn spawn_publisher(
+    server: &ServerProcess,
+    room: &str,
+    stop: &Arc<AtomicBool>,
+    keyframe_requests: &Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Result<(), conclave_client::ClientError>> {
+    let token = server.token(room, "alice").expect("token");
     let url = server.url.clone();
     let mut publisher = Publisher {
         base: Instant::now(),
@@ -396,10 +384,19 @@ async fn publish_and_receive(server: &ServerProcess, room: &str) {
         keyframe_requests: keyframe_requests.clone(),
         stop: stop.clone(),
     };
-    let publishing = tokio::spawn(async move {
+    tokio::spawn(async move {
         let tracks = vec![TrackSpec::audio("audio"), TrackSpec::simulcast_camera("video")];
-        run(&url, &pub_token, LOOPBACK, tracks, &mut publisher).await
-    });
+        run(&url, &token, LOOPBACK, tracks, &mut publisher).await
+    })
+}
+
+/// One participant publishes audio and simulcast video in `room`, another
+/// receives both tracks in order, asks for a keyframe and gets one.
+async fn publish_and_receive(server: &ServerProcess, room: &str) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let keyframe_requests = Arc::new(AtomicUsize::new(0));
+    let publishing = spawn_publisher(server, room, &stop, &keyframe_requests);
+    let sub_token = server.token(room, "bob").expect("token");
     let mut subscriber = Subscriber {
         keyframe_requests: keyframe_requests.clone(),
         stop: stop.clone(),
