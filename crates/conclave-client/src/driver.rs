@@ -21,10 +21,13 @@ pub const RECV_BUFFER: usize = 1 << 20;
 pub trait App {
     /// Something happened; the app may act on the client (write RTP, ...).
     fn on_event(&mut self, now: Instant, event: &ClientEvent, client: &mut Client);
-    /// When the app next wants [`App::on_wake`], if ever.
-    fn next_wake(&self) -> Option<Instant>;
+    /// When the app next wants [`App::on_wake`], if ever (by default
+    /// never: an app that only receives).
+    fn next_wake(&self) -> Option<Instant> {
+        None
+    }
     /// The time asked for by [`App::next_wake`] has come.
-    fn on_wake(&mut self, now: Instant, client: &mut Client);
+    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
     /// The participant leaves once this is true.
     fn done(&self) -> bool;
 }

@@ -171,12 +171,6 @@ impl App for Subscriber {
         }
     }
 
-    fn next_wake(&self) -> Option<Instant> {
-        None
-    }
-
-    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
-
     fn done(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -298,12 +292,6 @@ impl App for Resuming {
             _ => {}
         }
     }
-
-    fn next_wake(&self) -> Option<Instant> {
-        None
-    }
-
-    fn on_wake(&mut self, _now: Instant, _client: &mut Client) {}
 
     fn done(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
