@@ -14,6 +14,7 @@ mod alloc;
 mod keyframe;
 mod red;
 mod rewrite;
+mod sdp;
 mod stun;
 
 use std::cmp::Reverse;
@@ -575,6 +576,7 @@ impl MediaCore {
             MediaError::SdpRefused
         })?;
         let answer = red::prefer_red(&answer.to_sdp_string(), sdp, red_tracks);
+        let answer = sdp::twcc_for_video_only(&answer);
         // An offer that restarts ICE gives us new credentials too.
         note_ufrags(&mut self.by_ufrag, peer, &answer);
         self.dirty.insert(peer);
@@ -639,7 +641,7 @@ impl MediaCore {
         let Some((offer, pending)) = applied else {
             return Ok(None);
         };
-        let sdp = offer.to_sdp_string();
+        let sdp = sdp::twcc_for_video_only(&offer.to_sdp_string());
         p.pending_offer = Some((pending, sdp.clone()));
         note_ufrags(&mut self.by_ufrag, peer, &sdp);
         Ok(Some(sdp))

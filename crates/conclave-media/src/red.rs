@@ -3,6 +3,8 @@
 //! ones. A subscriber that negotiated RED gets the packets as they are; for
 //! one that did not, the primary block is taken out.
 
+use crate::sdp;
+
 /// The primary block of a RED payload, or `None` when the headers are
 /// malformed or point beyond the payload.
 pub fn primary(payload: &[u8]) -> Option<&[u8]> {
@@ -46,17 +48,9 @@ pub fn prefer_red(answer: &str, offer: &str, red_tracks: &[String]) -> String {
             tracks.push((m, track));
         }
     }
-    let mut sections: Vec<Vec<String>> = vec![Vec::new()];
-    for line in answer.lines() {
-        if line.starts_with("m=") {
-            sections.push(Vec::new());
-        }
-        if let Some(last) = sections.last_mut() {
-            last.push(line.to_owned());
-        }
-    }
+    let mut sections = sdp::sections(answer);
     for section in sections.iter_mut().skip(1) {
-        let is_audio = section.first().is_some_and(|m| m.starts_with("m=audio "));
+        let is_audio = sdp::is_audio(section);
         let mid = section
             .iter()
             .find_map(|l| l.strip_prefix("a=mid:"))
@@ -94,9 +88,7 @@ pub fn prefer_red(answer: &str, offer: &str, red_tracks: &[String]) -> String {
         parts.extend(formats);
         *m_line = parts.join(" ");
     }
-    let mut out = sections.concat().join("\r\n");
-    out.push_str("\r\n");
-    out
+    sdp::join(&sections)
 }
 
 #[cfg(test)]

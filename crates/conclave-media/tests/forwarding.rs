@@ -59,6 +59,8 @@ struct World {
     /// and of what of it was lost.
     rtp_to_subscriber: Vec<Option<(bool, u8)>>,
     lost: Vec<Option<(bool, u8)>>,
+    /// The core's last answer to the publisher.
+    answer_to_publisher: String,
 }
 
 impl World {
@@ -79,6 +81,7 @@ impl World {
             to_subscriber: 0,
             rtp_to_subscriber: Vec::new(),
             lost: Vec::new(),
+            answer_to_publisher: String::new(),
         }
     }
 
@@ -207,6 +210,7 @@ fn offer_from_publisher(world: &mut World, kinds: &[MediaKind]) -> (PeerId, Vec<
             SdpAnswer::from_sdp_string(&answer).expect("answer parses"),
         )
         .expect("answer accepted");
+    world.answer_to_publisher = answer;
     world.settle();
     (peer, mids)
 }
@@ -389,6 +393,62 @@ fn audio_and_video_reach_the_subscriber() {
     assert!(
         seen_requests >= 1,
         "the publisher never received the keyframe request"
+    );
+}
+
+/// Transport-wide congestion control numbers video packets only, in both
+/// directions: the core's answer leaves it out of the publisher's audio
+/// section, its offer out of the subscriber's, and the audio the subscriber
+/// receives carries no transport-wide sequence number while video does.
+#[test]
+fn transport_wide_sequence_numbers_go_on_video_only() {
+    const TWCC: &str = "transport-wide-cc-extensions-01";
+    let mut w = World::new();
+    let (publisher, mids) = offer_from_publisher(&mut w, &[MediaKind::Audio, MediaKind::Video]);
+    let in_section = |sdp: &str, kind: &str| {
+        let start = sdp.find(&format!("m={kind} ")).expect("section");
+        let end = sdp[start + 2..].find("m=").map_or(sdp.len(), |e| start + 2 + e);
+        sdp[start..end].contains(TWCC)
+    };
+    let answer = w.answer_to_publisher.clone();
+    assert!(
+        !in_section(&answer, "audio"),
+        "audio keeps TWCC in the answer:\n{answer}"
+    );
+    assert!(
+        in_section(&answer, "video"),
+        "video lost TWCC in the answer:\n{answer}"
+    );
+    w.idle(Duration::from_millis(2000));
+    let sub = subscribe_all(&mut w, publisher);
+    w.idle(Duration::from_millis(2000));
+    assert!(w.core_events.contains(&MediaEvent::Connected(sub)));
+    publish_for(&mut w, mids[0], mids[1], Duration::from_secs(2));
+
+    let twcc_numbered = |kind: MediaKind| {
+        let data: Vec<bool> = w
+            .subscriber
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MediaData(d) if w.subscriber.rtc.media(d.mid).map(|m| m.kind()) == Some(kind) => {
+                    Some(d.ext_vals.transport_cc.is_some())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(data.len() >= 20, "only {} {kind:?} frames arrived", data.len());
+        (data.iter().all(|n| *n), data.iter().any(|n| *n))
+    };
+    assert_eq!(
+        twcc_numbered(MediaKind::Audio),
+        (false, false),
+        "audio carries TWCC numbers"
+    );
+    assert_eq!(
+        twcc_numbered(MediaKind::Video),
+        (true, true),
+        "video lacks TWCC numbers"
     );
 }
 
