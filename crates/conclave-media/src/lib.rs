@@ -290,6 +290,10 @@ pub struct MediaCore {
     /// Boxed: a connection's state is about 10 KiB, and a map of it inline
     /// would hold that much in every spare slot and copy it all on growth.
     peers: HashMap<PeerId, Box<Peer>>,
+    /// Publisher connections not offered yet. Their str0m state is built
+    /// by the client's first offer: one who only listens never sends one,
+    /// and an idle connection would cost as much memory as a used one.
+    unoffered: HashSet<PeerId>,
     /// Last known remote address of each peer, for demultiplexing.
     by_addr: HashMap<SocketAddr, PeerId>,
     /// Each peer's local ICE username fragment, to route connectivity checks
@@ -404,6 +408,7 @@ impl MediaCore {
             config,
             next_peer: 1,
             peers: HashMap::new(),
+            unoffered: HashSet::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             sources: HashMap::new(),
@@ -479,16 +484,32 @@ impl MediaCore {
         self.peers.get(&peer).and_then(|p| p.link)
     }
 
-    /// Number of peer connections.
+    /// Number of peer connections, those not negotiated yet included.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.peers.len() + self.unoffered.len()
     }
 
     /// Creates a peer connection. A subscriber connection gets the two data
     /// channels right away; its first offer comes from [`Self::create_offer`].
+    /// A publisher connection takes no memory until the client's first
+    /// offer reaches [`Self::accept_offer`].
     pub fn add_peer(&mut self, now: Instant, role: Role) -> PeerId {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
+        self.now = self.now.max(now);
+        match role {
+            Role::Publisher => {
+                self.unoffered.insert(id);
+            }
+            Role::Subscriber => self.build_peer(id, role),
+        }
+        id
+    }
+
+    /// Builds the str0m side of a peer connection, as of the latest input's
+    /// time.
+    fn build_peer(&mut self, id: PeerId, role: Role) {
+        let now = self.now;
         let mut builder = Rtc::builder().set_crypto_provider(self.crypto.clone());
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
@@ -534,15 +555,14 @@ impl MediaCore {
         self.by_ufrag.insert(ufrag, id);
         self.peers.insert(id, Box::new(peer));
         self.dirty.insert(id);
-        self.now = self.now.max(now);
         self.process();
-        id
     }
 }
 
 impl MediaCore {
     /// Removes a peer connection and everything routed to or from it.
     pub fn remove_peer(&mut self, peer: PeerId) {
+        self.unoffered.remove(&peer);
         if let Some(mut p) = self.peers.remove(&peer) {
             p.rtc.disconnect();
         }
@@ -570,6 +590,9 @@ impl MediaCore {
         red_tracks: &[String],
     ) -> Result<String, MediaError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|_| MediaError::BadSdp)?;
+        if self.unoffered.remove(&peer) {
+            self.build_peer(peer, Role::Publisher);
+        }
         let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
         let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| {
             tracing::debug!(%peer, error = %e, "offer refused");
@@ -1521,6 +1544,55 @@ fn choose_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publisher_connection_is_built_by_its_first_offer() {
+        let now = Instant::now();
+        let server: SocketAddr = "10.0.0.1:5000".parse().expect("address");
+        let mut core = MediaCore::new(
+            MediaConfig {
+                candidates: vec![server],
+            },
+            now,
+        );
+        let listener = core.add_peer(now, Role::Publisher);
+        let speaker = core.add_peer(now, Role::Publisher);
+        assert_eq!(
+            (core.peer_count(), core.peers.len()),
+            (2, 0),
+            "built before any offer"
+        );
+
+        let mut client = Rtc::builder().build(now);
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().expect("an offer");
+        assert!(
+            matches!(
+                core.accept_offer(speaker, "not sdp", &[]),
+                Err(MediaError::BadSdp)
+            ),
+            "a bad offer is refused"
+        );
+        assert!(core.peers.is_empty(), "a bad offer built a connection");
+        let answer = core
+            .accept_offer(speaker, &offer.to_sdp_string(), &[])
+            .expect("the offer is answered");
+        assert!(answer.contains("m=audio"));
+        assert!(core.peers.contains_key(&speaker) && !core.peers.contains_key(&listener));
+        assert_eq!(core.peer_count(), 2);
+
+        core.remove_peer(listener);
+        core.remove_peer(speaker);
+        assert_eq!(core.peer_count(), 0);
+        assert!(
+            matches!(
+                core.accept_offer(listener, &offer.to_sdp_string(), &[]),
+                Err(MediaError::UnknownPeer)
+            ),
+            "a removed connection came back"
+        );
+    }
 
     #[test]
     fn layer_choice_follows_wish_and_activity() {
