@@ -1215,7 +1215,9 @@ impl MediaCore {
             .filter_map(|(id, p)| p.estimate.map(|e| (*id, e)))
             .collect();
         for (peer, estimate) in subscribers {
-            // Audio and single-stream video are never cut: take them off first.
+            // Single-stream video is never cut: take it off first. Audio is
+            // not counted at all: it carries no transport-wide sequence
+            // numbers (`sdp.rs`), so the estimate is of the video alone.
             let mut fixed: u64 = 0;
             let mut demands = Vec::new();
             let mut slots = Vec::new();
@@ -1224,7 +1226,10 @@ impl MediaCore {
                     if d.peer != peer || !d.enabled || d.mid.is_none() {
                         continue;
                     }
-                    if src.kind == Kind::Audio || src.rids.is_empty() {
+                    if src.kind == Kind::Audio {
+                        continue;
+                    }
+                    if src.rids.is_empty() {
                         fixed += src.rates.values().filter_map(|(_, r)| *r).sum::<u64>();
                         continue;
                     }
