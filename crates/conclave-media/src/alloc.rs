@@ -96,8 +96,56 @@ pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Grant> {
     }
 }
 
+/// How a track forwarded to a subscriber counts against the estimate of
+/// its downlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// Audio: it carries no transport-wide sequence numbers (see `sdp.rs`),
+    /// so the estimate, made from the numbered packets alone, does not
+    /// cover it, and it takes nothing of it.
+    Uncounted,
+    /// Video of one stream (bit/s): never cut, taken off first.
+    Fixed(u64),
+    /// Simulcast video: shares what is left.
+    Layers(Demand),
+}
+
+/// What [`share`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    /// One grant per [`Share::Layers`] track, in their order.
+    pub grants: Vec<Grant>,
+    /// The rate (bit/s) of what was granted: the congestion controller's
+    /// floor.
+    pub minimum: u64,
+    /// The rate worth probing for: every track at its best usable layer.
+    pub desired: u64,
+}
+
+/// Shares `estimate` over `tracks`, simulcast tracks in their order (higher
+/// priority first), as [`allocate`] does.
+pub fn share(estimate: u64, tracks: &[Share]) -> Shared {
+    let mut fixed: u64 = 0;
+    let mut demands = Vec::new();
+    for t in tracks {
+        match t {
+            Share::Uncounted => {}
+            Share::Fixed(rate) => fixed += rate,
+            Share::Layers(d) => demands.push(*d),
+        }
+    }
+    let grants = allocate(estimate.saturating_sub(fixed), &demands);
+    let minimum = fixed + grants.iter().map(|g| g.rate).sum::<u64>();
+    let desired = (fixed + desired(&demands)).max(minimum);
+    Shared {
+        grants,
+        minimum,
+        desired,
+    }
+}
+
 /// The bit rate worth probing for: every track at its best usable layer.
-pub fn desired(demands: &[Demand]) -> u64 {
+fn desired(demands: &[Demand]) -> u64 {
     demands
         .iter()
         .filter_map(|d| d.usable().last().map(|(_, r)| r))
@@ -163,5 +211,31 @@ mod tests {
     #[test]
     fn desired_rate_is_the_sum_of_best_layers() {
         assert_eq!(desired(&[demand(Quality::High), demand(Quality::Low)]), 2_650_000);
+    }
+
+    #[test]
+    fn audio_takes_nothing_of_the_estimate_and_single_streams_go_first() {
+        // A meeting's receiver at the initial estimate of 1 Mbit/s: 19
+        // audio streams (about 1 Mbit/s, not covered by the estimate) and
+        // two simulcast cameras. Both cameras keep their low layer.
+        let mut tracks = vec![Share::Uncounted; 19];
+        tracks.push(Share::Layers(demand(Quality::High)));
+        tracks.push(Share::Layers(demand(Quality::Low)));
+        let s = share(1_000_000, &tracks);
+        assert_eq!(s.grants.len(), 2);
+        assert!(s.grants.iter().all(|g| !g.paused), "{:?}", s.grants);
+        assert_eq!(
+            (s.grants[0].cap, s.grants[1].cap),
+            (Quality::Medium, Quality::Low)
+        );
+        assert_eq!(s.minimum, 650_000);
+        assert_eq!(s.desired, 2_650_000);
+        // A single-stream video of 900 kbit/s is taken off first: the
+        // second camera no longer fits and pauses.
+        tracks.push(Share::Fixed(900_000));
+        let s = share(1_000_000, &tracks);
+        assert_eq!((s.grants[0].cap, s.grants[0].paused), (Quality::Low, false));
+        assert!(s.grants[1].paused);
+        assert_eq!((s.minimum, s.desired), (1_050_000, 3_550_000));
     }
 }

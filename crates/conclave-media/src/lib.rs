@@ -1215,10 +1215,7 @@ impl MediaCore {
             .filter_map(|(id, p)| p.estimate.map(|e| (*id, e)))
             .collect();
         for (peer, estimate) in subscribers {
-            // Single-stream video is never cut: take it off first. Audio is
-            // not counted at all: it carries no transport-wide sequence
-            // numbers (`sdp.rs`), so the estimate is of the video alone.
-            let mut fixed: u64 = 0;
+            let mut others = Vec::new();
             let mut demands = Vec::new();
             let mut slots = Vec::new();
             for (key, src) in self.sources.iter() {
@@ -1227,10 +1224,13 @@ impl MediaCore {
                         continue;
                     }
                     if src.kind == Kind::Audio {
+                        others.push(alloc::Share::Uncounted);
                         continue;
                     }
                     if src.rids.is_empty() {
-                        fixed += src.rates.values().filter_map(|(_, r)| *r).sum::<u64>();
+                        others.push(alloc::Share::Fixed(
+                            src.rates.values().filter_map(|(_, r)| *r).sum::<u64>(),
+                        ));
                         continue;
                     }
                     let mut layers = [None; 3];
@@ -1253,10 +1253,13 @@ impl MediaCore {
             order.sort_by(|a, b| demands[*b].0.cmp(&demands[*a].0));
             let slots: Vec<((PeerId, Mid), usize)> =
                 order.iter().map(|&o| (slots[o].1, slots[o].2)).collect();
-            let demands: Vec<alloc::Demand> = order.iter().map(|&o| demands[o].1).collect();
-            let grants = alloc::allocate(estimate.saturating_sub(fixed), &demands);
-            tracing::debug!(%peer, estimate, fixed, ?demands, ?grants, "downlink shared out");
-            for ((key, i), g) in slots.iter().zip(grants.iter()) {
+            let tracks: Vec<alloc::Share> = others
+                .into_iter()
+                .chain(order.iter().map(|&o| alloc::Share::Layers(demands[o].1)))
+                .collect();
+            let shared = alloc::share(estimate, &tracks);
+            tracing::debug!(%peer, estimate, ?tracks, ?shared, "downlink shared out");
+            for ((key, i), g) in slots.iter().zip(shared.grants.iter()) {
                 if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
                     d.bwe_cap = g.cap;
                     if d.bwe_paused != g.paused {
@@ -1271,12 +1274,10 @@ impl MediaCore {
                     }
                 }
             }
-            let minimum: u64 = fixed + grants.iter().map(|g| g.rate).sum::<u64>();
-            let desired = fixed + alloc::desired(&demands);
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.rtc.bwe().set_bitrate(
-                    str0m::bwe::Bitrate::bps(minimum),
-                    str0m::bwe::Bitrate::bps(desired.max(minimum)),
+                    str0m::bwe::Bitrate::bps(shared.minimum),
+                    str0m::bwe::Bitrate::bps(shared.desired),
                 );
                 self.dirty.insert(peer);
             }
