@@ -188,6 +188,9 @@ pub struct Hasher {
     /// A hash of a random password, verified for unknown accounts so that
     /// they take as long as known ones.
     dummy: String,
+    /// How many hashes `verify` computed, shared by the clones.
+    #[cfg(test)]
+    pub(crate) verified: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Hasher {
@@ -196,6 +199,8 @@ impl Hasher {
         let mut h = Hasher {
             params,
             dummy: String::new(),
+            #[cfg(test)]
+            verified: Default::default(),
         };
         h.dummy = h.hash(&crate::secrets::random_token())?;
         Ok(h)
@@ -232,6 +237,8 @@ impl Hasher {
             return false;
         };
         let Ok(argon2) = self.argon2() else { return false };
+        #[cfg(test)]
+        self.verified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ok = password.len() <= MAX_PASSWORD_BYTES
             && argon2.verify_password(password.as_bytes(), &parsed).is_ok();
         ok && real

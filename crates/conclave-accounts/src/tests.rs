@@ -212,29 +212,29 @@ async fn sign_in_gives_one_answer_for_unknown_wrong_and_disabled() {
         .await
         .expect("disable");
     let mut answers = Vec::new();
-    let mut times = Vec::new();
+    let verified = || {
+        f.accounts
+            .hasher
+            .verified
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     for (email, pw) in [
         ("nobody@example.org", PW),
         ("ada@example.org", "wrong password here"),
         ("eve@example.org", PW),
     ] {
-        let start = std::time::Instant::now();
+        let before = verified();
         let e = f
             .accounts
             .sign_in(email, pw, addr("192.0.2.9"), "", None, T0 + 100)
             .await
             .expect_err("refused");
-        times.push(start.elapsed());
+        // Each answer cost one password hash, so none comes sooner than
+        // another: an unknown address verifies against a dummy hash.
+        assert_eq!(verified() - before, 1, "{email}: hashes verified");
         answers.push((e.status(), e.client_message()));
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
-    // Each answer verified a password hash: none is much faster than another.
-    let fastest = times.iter().min().expect("times");
-    let slowest = times.iter().max().expect("times");
-    assert!(
-        *slowest < *fastest * 4 + std::time::Duration::from_millis(20),
-        "{times:?}"
-    );
 }
 
 #[tokio::test]
