@@ -1551,6 +1551,96 @@ fn choose_layer(
 mod tests {
     use super::*;
 
+    /// A published track with one subscriber, whose layers (`None` without
+    /// simulcast) each carried `bits` in the last second.
+    fn source(
+        kind: Kind,
+        subscriber: PeerId,
+        mid: Mid,
+        layers: &[(Option<Rid>, u64)],
+        now: Instant,
+    ) -> Source {
+        Source {
+            kind,
+            priority: 0,
+            level: 0.0,
+            last_level_at: None,
+            rids: layers.iter().filter_map(|(r, _)| *r).collect(),
+            last_packet: layers.iter().map(|(r, _)| (*r, now)).collect(),
+            last_keyframe_request: HashMap::new(),
+            rates: layers.iter().map(|(r, bits)| (*r, (bits / 8, None))).collect(),
+            muted: false,
+            downtracks: vec![Downtrack {
+                peer: subscriber,
+                mid: Some(mid),
+                stream_id: String::new(),
+                track_id: format!("{mid}"),
+                enabled: true,
+                max_quality: Quality::High,
+                bwe_cap: Quality::High,
+                bwe_paused: false,
+                current: None,
+                rewriter: rewrite::Rewriter::new(90_000),
+                vp8: rewrite::Vp8Rewriter::default(),
+                pt_map: HashMap::new(),
+                started: false,
+            }],
+        }
+    }
+
+    /// A meeting's receiver at the initial estimate: the audio of 19
+    /// others (about 1 Mbit/s, which the estimate does not cover) leaves
+    /// both simulcast cameras their low layer, and the congestion
+    /// controller is asked for their rates alone.
+    #[test]
+    fn audio_takes_nothing_of_a_subscribers_downlink() {
+        let now = Instant::now();
+        let mut core = MediaCore::new(MediaConfig { candidates: vec![] }, now);
+        let sub = core.add_peer(now, Role::Subscriber);
+        let publisher = PeerId(1_000);
+        for i in 0..19 {
+            let mid = Mid::from(format!("a{i}").as_str());
+            let src = source(Kind::Audio, sub, mid, &[(None, 52_000)], now);
+            core.sources.insert((publisher, mid), src);
+        }
+        let simulcast = [
+            (Some(Rid::from("q")), 150_000),
+            (Some(Rid::from("h")), 500_000),
+            (Some(Rid::from("f")), 2_500_000),
+        ];
+        for name in ["v1", "v2"] {
+            let mid = Mid::from(name);
+            let src = source(Kind::Video, sub, mid, &simulcast, now);
+            core.sources.insert((publisher, mid), src);
+        }
+        core.peers.get_mut(&sub).expect("subscriber").estimate = Some(1_000_000);
+        core.out.clear();
+        core.allocate(now, Duration::from_secs(1));
+
+        let video: Vec<(Quality, bool)> = core
+            .sources
+            .values()
+            .filter(|s| s.kind == Kind::Video)
+            .map(|s| (s.downtracks[0].bwe_cap, s.downtracks[0].bwe_paused))
+            .collect();
+        assert_eq!(video.len(), 2);
+        assert!(
+            video.iter().all(|(_, paused)| !paused),
+            "a camera was paused: {video:?}"
+        );
+        assert!(
+            video.iter().any(|(cap, _)| *cap == Quality::Medium),
+            "the 650 kbit/s left after two low layers did not raise one: {video:?}"
+        );
+        assert!(
+            !core
+                .out
+                .iter()
+                .any(|o| matches!(o, Output::Event(MediaEvent::DowntrackPaused { paused: true, .. }))),
+            "a pause was announced"
+        );
+    }
+
     #[test]
     fn a_publisher_connection_is_built_by_its_first_offer() {
         let now = Instant::now();
