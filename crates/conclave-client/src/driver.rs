@@ -7,11 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 use conclave_types::ParticipantSid;
 
+use crate::net::{bind_stamped, recv_stamped};
 use crate::{Client, ClientError, ClientEvent, Output, Pc, TrackSpec};
 
 /// The receive buffer asked for on each media socket.
@@ -90,13 +90,14 @@ pub async fn run<A: App>(
     app: &mut A,
 ) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError::Io(e.to_string());
-    let pub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
-    let sub_sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(io)?;
-    for sock in [&pub_sock, &sub_sock] {
-        // Many clients share a process and its CPU: room for bursts while
-        // another client runs. The kernel caps it at net.core.rmem_max.
-        let _ = socket2::SockRef::from(sock).set_recv_buffer_size(RECV_BUFFER);
-    }
+    // Many clients share a process and its CPU: room for bursts while
+    // another client runs, and each datagram dated by its arrival.
+    let pub_sock = bind_stamped(SocketAddr::new(bind, 0), RECV_BUFFER)
+        .await
+        .map_err(io)?;
+    let sub_sock = bind_stamped(SocketAddr::new(bind, 0), RECV_BUFFER)
+        .await
+        .map_err(io)?;
     let (mut ws, _) = tokio_tungstenite::connect_async(signalling_url(server, token))
         .await
         .map_err(|e| ClientError::Refused(e.to_string()))?;
@@ -177,14 +178,14 @@ pub async fn run<A: App>(
                 }
                 Some(Ok(_)) => {}
             },
-            r = pub_sock.recv_from(&mut pub_buf) => {
-                if let Ok((n, from)) = r {
-                    client.handle_datagram(Instant::now(), Pc::Publisher, from, &pub_buf[..n]);
+            r = recv_stamped(&pub_sock, &mut pub_buf) => {
+                if let Ok((n, from, at)) = r {
+                    client.handle_datagram(at, Pc::Publisher, from, &pub_buf[..n]);
                 }
             }
-            r = sub_sock.recv_from(&mut sub_buf) => {
-                if let Ok((n, from)) = r {
-                    client.handle_datagram(Instant::now(), Pc::Subscriber, from, &sub_buf[..n]);
+            r = recv_stamped(&sub_sock, &mut sub_buf) => {
+                if let Ok((n, from, at)) = r {
+                    client.handle_datagram(at, Pc::Subscriber, from, &sub_buf[..n]);
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}

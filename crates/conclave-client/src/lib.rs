@@ -11,6 +11,7 @@
 //! sees). [`driver`] runs a client over real sockets with tokio.
 
 pub mod driver;
+pub mod net;
 pub mod server_process;
 pub mod synth;
 
@@ -373,9 +374,11 @@ impl Client {
         Ok(())
     }
 
-    /// A datagram arrived on a connection's socket.
-    pub fn handle_datagram(&mut self, now: Instant, pc: Pc, source: SocketAddr, contents: &[u8]) {
-        self.now = now;
+    /// A datagram arrived on a connection's socket at `at`, which may be
+    /// earlier than the last input's time (a datagram that waited in the
+    /// socket); media events carry it.
+    pub fn handle_datagram(&mut self, at: Instant, pc: Pc, source: SocketAddr, contents: &[u8]) {
+        self.now = self.now.max(at);
         let destination = match pc {
             Pc::Publisher => self.publisher_addr,
             Pc::Subscriber => self.subscriber_addr,
@@ -383,7 +386,7 @@ impl Client {
         let Ok(recv) = Receive::new(Protocol::Udp, source, destination, contents) else {
             return;
         };
-        let _ = self.rtc(pc).handle_input(Input::Receive(now, recv));
+        let _ = self.rtc(pc).handle_input(Input::Receive(at, recv));
     }
 
     /// Time passed.

@@ -308,9 +308,13 @@ async fn publish(
 /// only for the join time.
 async fn subscribe(forwarder: SocketAddr, index: usize, wants: Wants) -> std::io::Result<Receiver> {
     let window = wants.window;
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    // As much room as a native client's socket has.
-    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(conclave_client::driver::RECV_BUFFER);
+    // As much room as a native client's socket has, and each datagram
+    // dated by its arrival, as the native client's.
+    let sock = conclave_client::net::bind_stamped(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        conclave_client::driver::RECV_BUFFER,
+    )
+    .await?;
     let mut hello = HELLO.to_vec();
     for s in wanted(index, &wants) {
         hello.extend_from_slice(&s.to_be_bytes());
@@ -330,16 +334,16 @@ async fn subscribe(forwarder: SocketAddr, index: usize, wants: Wants) -> std::io
         } else {
             Duration::from_millis(100)
         };
-        let Ok(r) = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await else {
+        let Ok(r) = tokio::time::timeout(wait, conclave_client::net::recv_stamped(&sock, &mut buf)).await
+        else {
             continue;
         };
-        let (n, _) = r?;
+        let (n, _, at) = r?;
         let data = &buf[..n];
         if data == WELCOME {
             welcomed = true;
             continue;
         }
-        let at = Instant::now();
         if n < 12 + conclave_client::synth::STAMP_LEN {
             continue;
         }

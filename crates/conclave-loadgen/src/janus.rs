@@ -40,6 +40,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use conclave_client::net::{bind_stamped, recv_stamped};
+
 use crate::measure::Receiver;
 use crate::media::Source;
 use crate::netns::{JANUS_IP, PEER_IP};
@@ -439,15 +441,22 @@ impl Peer {
 }
 
 async fn bind_media() -> Result<UdpSocket, String> {
-    let sock = UdpSocket::bind((PEER_IP, 0)).await.map_err(|e| e.to_string())?;
-    // As much room as a native client's socket has.
-    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(conclave_client::driver::RECV_BUFFER);
-    Ok(sock)
+    // As much room as a native client's socket has, and each datagram
+    // dated by its arrival, as the native client's.
+    bind_stamped(
+        SocketAddr::new(PEER_IP.into(), 0),
+        conclave_client::driver::RECV_BUFFER,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
-async fn recv_from(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv_from(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Instant)> {
     match sock {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => recv_stamped(s, buf).await,
         None => std::future::pending().await,
     }
 }
@@ -959,13 +968,13 @@ async fn participate(url: &str, plan: Plan) -> Result<Option<Receiver>, String> 
                 None => return Err("Janus closed the WebSocket".into()),
             },
             r = recv_from(pub_sock.as_ref(), &mut pub_buf) => {
-                if let (Ok((n, from)), Some(p)) = (r, &mut m.publ) {
-                    p.peer.receive(Instant::now(), from, &pub_buf[..n]);
+                if let (Ok((n, from, at)), Some(p)) = (r, &mut m.publ) {
+                    p.peer.receive(at, from, &pub_buf[..n]);
                 }
             }
             r = recv_from(sub_sock.as_ref(), &mut sub_buf) => {
-                if let (Ok((n, from)), Some(s)) = (r, &mut m.sub) {
-                    s.peer.receive(Instant::now(), from, &sub_buf[..n]);
+                if let (Ok((n, from, at)), Some(s)) = (r, &mut m.sub) {
+                    s.peer.receive(at, from, &sub_buf[..n]);
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
