@@ -480,6 +480,8 @@ mod tests {
             unwanted_packets: 0,
             latency_p50_us: 1,
             latency_p99_us: 1,
+            audio_latency_p50_us: 1,
+            audio_latency_p99_us: 1,
             join_p50_ms: 1,
             join_p95_ms: 1,
             received_mbit_s: 0.1,

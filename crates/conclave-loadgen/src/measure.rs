@@ -22,6 +22,8 @@ pub struct Receiver {
     pub bytes: u64,
     /// One-way delays in microseconds (send stamp to arrival).
     pub delays_us: Vec<u64>,
+    /// The same, of audio packets only.
+    pub audio_delays_us: Vec<u64>,
     pub first_packet: Option<Instant>,
     /// Packets in the window of a video the participant had asked the
     /// server to stop sending: none should arrive.
@@ -38,6 +40,9 @@ impl Receiver {
         self.bytes += bytes as u64;
         if let Some(d) = delay {
             self.delays_us.push(d.as_micros() as u64);
+            if crate::media::is_audio_payload(bytes) {
+                self.audio_delays_us.push(d.as_micros() as u64);
+            }
         }
         if !self.streams.contains_key(stream) {
             self.streams.insert(stream.to_owned(), Stream::default());

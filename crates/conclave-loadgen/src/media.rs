@@ -10,6 +10,13 @@ use conclave_client::synth::{audio_payload, vp8_frame};
 pub const AUDIO_BYTES: usize = 100;
 /// Largest RTP payload.
 pub const MTU: usize = 1_200;
+
+/// Whether a received payload of `len` bytes is audio: the synthetic audio
+/// packets have a size no video packet has (see the test below), which
+/// tells them apart the same way for every target.
+pub fn is_audio_payload(len: usize) -> bool {
+    len == AUDIO_BYTES
+}
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const FRAME_EVERY: Duration = Duration::from_micros(33_333);
 const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
@@ -201,5 +208,41 @@ mod tests {
         // The first frame of each layer is a keyframe.
         let first = all.iter().find(|o| o.rid == Some("f")).expect("video");
         assert_eq!(first.payload[4] & 0x01, 0);
+    }
+
+    /// Audio is told from video by its size alone, on every layer and
+    /// for keyframes too.
+    #[test]
+    fn audio_payloads_have_a_size_no_video_payload_has() {
+        let t0 = Instant::now();
+        for layers in [SIMULCAST.to_vec(), vec![SIMULCAST[0]], vec![SIMULCAST[2]]] {
+            let mut s = Source::new(true, layers, t0, t0);
+            let mut now = t0;
+            let (mut audio, mut video) = (0, 0);
+            while now < t0 + Duration::from_secs(4) {
+                if now >= t0 + Duration::from_secs(2) {
+                    s.keyframe();
+                }
+                for o in s.due(now) {
+                    let is_audio = o.cid == "audio";
+                    assert_eq!(
+                        is_audio_payload(o.payload.len()),
+                        is_audio,
+                        "{} bytes",
+                        o.payload.len()
+                    );
+                    if is_audio {
+                        audio += 1;
+                    } else {
+                        video += 1;
+                    }
+                }
+                now += Duration::from_millis(5);
+            }
+            assert!(
+                audio >= 200 && video >= 120,
+                "{audio} audio, {video} video packets"
+            );
+        }
     }
 }
