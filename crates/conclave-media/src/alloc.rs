@@ -45,7 +45,10 @@ pub struct Grant {
 /// track always keeps its lowest layer, so a link that is merely
 /// underestimated never goes dark. Then raises tracks one layer at a time
 /// in the same order while the budget allows. A track whose layers are not
-/// measured yet keeps its wish: there is nothing to base a cut on.
+/// measured yet (a camera that has just started) gets its lowest layer and
+/// costs nothing until the next round has measured it: sending its wish
+/// blind would put up to its best layer on a link whose estimate may not
+/// carry it, and what the pacer cannot send waits in its queue for seconds.
 pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Grant> {
     let mut used: u64 = 0;
     let mut grants: Vec<Grant> = Vec::with_capacity(demands.len());
@@ -62,7 +65,7 @@ pub fn allocate(budget: u64, demands: &[Demand]) -> Vec<Grant> {
                 paused: true,
             },
             None => Grant {
-                cap: d.max,
+                cap: Quality::Low,
                 rate: 0,
                 paused: false,
             },
@@ -194,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn stopped_layers_are_skipped_and_unmeasured_tracks_keep_their_wish() {
+    fn stopped_layers_are_skipped_and_unmeasured_tracks_start_low() {
         let d = Demand {
             max: Quality::High,
             layers: [Some(150_000), None, Some(2_500_000)],
@@ -202,10 +205,19 @@ mod tests {
         assert_eq!(allocate(3_000_000, &[d])[0].cap, Quality::High);
         assert_eq!(allocate(1_000_000, &[d])[0].cap, Quality::Low);
         let unknown = Demand {
-            max: Quality::Medium,
+            max: Quality::High,
             layers: [None; 3],
         };
-        assert_eq!(allocate(0, &[unknown])[0].cap, Quality::Medium);
+        // Not even a generous estimate sends an unmeasured track its wish,
+        // and it is never paused: it has nothing to cost yet.
+        for budget in [0, 100_000_000] {
+            let g = allocate(budget, &[unknown, unknown]);
+            assert!(
+                g.iter()
+                    .all(|g| (g.cap, g.rate, g.paused) == (Quality::Low, 0, false)),
+                "{g:?}"
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@ const LEVEL_STALE: Duration = Duration::from_millis(500);
 const INITIAL_DOWNLINK_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(1_000);
 /// How often layer bitrates are measured and downlinks shared out.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+/// A downlink estimate that moves by more than 1/this of the one its
+/// downlink was shared out by is shared out again at once.
+const ESTIMATE_STEP_DIVISOR: u64 = 10;
 /// A simulcast layer without packets for this long is considered stopped.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
 /// Packets kept per outgoing video stream to answer NACKs, and for how long.
@@ -340,6 +343,8 @@ struct Peer {
     needs_channels: bool,
     /// The congestion controller's estimate of the downlink (bit/s).
     estimate: Option<u64>,
+    /// The estimate the downlink was last shared out by.
+    shared_for: Option<u64>,
     /// Link quality from the last stats round.
     link: Option<LinkStats>,
     /// The next offer restarts ICE.
@@ -541,6 +546,7 @@ impl MediaCore {
             lossy: None,
             needs_channels: false,
             estimate: None,
+            shared_for: None,
             link: None,
             ice_restart: false,
             pending_inactive: Vec::new(),
@@ -1069,8 +1075,20 @@ impl MediaCore {
                 });
             }
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
-                if let Some(p) = self.peers.get_mut(&id) {
-                    p.estimate = Some(estimate.as_u64());
+                let estimate = estimate.as_u64();
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                p.estimate = Some(estimate);
+                // A first estimate, or one that moved by more than a step,
+                // is acted on now rather than at the next round: a fall
+                // would otherwise fill the pacer's queue until then, and the
+                // first round tells the controller what to probe for.
+                let moved = p
+                    .shared_for
+                    .is_none_or(|s| estimate.abs_diff(s) * ESTIMATE_STEP_DIVISOR > s);
+                if moved {
+                    self.share_downlink(id);
                 }
             }
             Event::MediaIngressStats(st) => {
@@ -1209,78 +1227,89 @@ impl MediaCore {
                 *rate = active.then(|| rate.map_or(measured, |r| (r + measured) / 2));
             }
         }
-        let subscribers: Vec<(PeerId, u64)> = self
+        let subscribers: Vec<PeerId> = self
             .peers
             .iter()
-            .filter_map(|(id, p)| p.estimate.map(|e| (*id, e)))
+            .filter(|(_, p)| p.estimate.is_some())
+            .map(|(id, _)| *id)
             .collect();
-        for (peer, estimate) in subscribers {
-            let mut others = Vec::new();
-            let mut demands = Vec::new();
-            let mut slots = Vec::new();
-            for (key, src) in self.sources.iter() {
-                for (i, d) in src.downtracks.iter().enumerate() {
-                    if d.peer != peer || !d.enabled || d.mid.is_none() {
-                        continue;
-                    }
-                    if src.kind == Kind::Audio {
-                        others.push(alloc::Share::Uncounted);
-                        continue;
-                    }
-                    if src.rids.is_empty() {
-                        others.push(alloc::Share::Fixed(
-                            src.rates.values().filter_map(|(_, r)| *r).sum::<u64>(),
-                        ));
-                        continue;
-                    }
-                    let mut layers = [None; 3];
-                    for (pos, rid) in src.rids.iter().enumerate() {
-                        let idx = rid_rank(rid, pos).min(2);
-                        layers[idx] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
-                    }
-                    demands.push((
-                        src.priority,
-                        alloc::Demand {
-                            max: d.max_quality,
-                            layers,
-                        },
+        for peer in subscribers {
+            self.share_downlink(peer);
+        }
+    }
+
+    /// Shares one subscriber's estimated downlink over its video tracks
+    /// with the layer rates of the last measurement, and tells its
+    /// congestion controller what to sustain and what to probe for.
+    fn share_downlink(&mut self, peer: PeerId) {
+        let Some(estimate) = self.peers.get(&peer).and_then(|p| p.estimate) else {
+            return;
+        };
+        let mut others = Vec::new();
+        let mut demands = Vec::new();
+        let mut slots = Vec::new();
+        for (key, src) in self.sources.iter() {
+            for (i, d) in src.downtracks.iter().enumerate() {
+                if d.peer != peer || !d.enabled || d.mid.is_none() {
+                    continue;
+                }
+                if src.kind == Kind::Audio {
+                    others.push(alloc::Share::Uncounted);
+                    continue;
+                }
+                if src.rids.is_empty() {
+                    others.push(alloc::Share::Fixed(
+                        src.rates.values().filter_map(|(_, r)| *r).sum::<u64>(),
                     ));
-                    slots.push((src.priority, *key, i));
+                    continue;
+                }
+                let mut layers = [None; 3];
+                for (pos, rid) in src.rids.iter().enumerate() {
+                    let idx = rid_rank(rid, pos).min(2);
+                    layers[idx] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
+                }
+                demands.push((
+                    src.priority,
+                    alloc::Demand {
+                        max: d.max_quality,
+                        layers,
+                    },
+                ));
+                slots.push((src.priority, *key, i));
+            }
+        }
+        // Higher priority first.
+        let mut order: Vec<usize> = (0..demands.len()).collect();
+        order.sort_by(|a, b| demands[*b].0.cmp(&demands[*a].0));
+        let slots: Vec<((PeerId, Mid), usize)> = order.iter().map(|&o| (slots[o].1, slots[o].2)).collect();
+        let tracks: Vec<alloc::Share> = others
+            .into_iter()
+            .chain(order.iter().map(|&o| alloc::Share::Layers(demands[o].1)))
+            .collect();
+        let shared = alloc::share(estimate, &tracks);
+        tracing::debug!(%peer, estimate, ?tracks, ?shared, "downlink shared out");
+        for ((key, i), g) in slots.iter().zip(shared.grants.iter()) {
+            if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
+                d.bwe_cap = g.cap;
+                if d.bwe_paused != g.paused {
+                    d.bwe_paused = g.paused;
+                    // Resuming starts again at a keyframe.
+                    d.current = None;
+                    self.out.push_back(Output::Event(MediaEvent::DowntrackPaused {
+                        peer,
+                        track_id: d.track_id.clone(),
+                        paused: g.paused,
+                    }));
                 }
             }
-            // Higher priority first.
-            let mut order: Vec<usize> = (0..demands.len()).collect();
-            order.sort_by(|a, b| demands[*b].0.cmp(&demands[*a].0));
-            let slots: Vec<((PeerId, Mid), usize)> =
-                order.iter().map(|&o| (slots[o].1, slots[o].2)).collect();
-            let tracks: Vec<alloc::Share> = others
-                .into_iter()
-                .chain(order.iter().map(|&o| alloc::Share::Layers(demands[o].1)))
-                .collect();
-            let shared = alloc::share(estimate, &tracks);
-            tracing::debug!(%peer, estimate, ?tracks, ?shared, "downlink shared out");
-            for ((key, i), g) in slots.iter().zip(shared.grants.iter()) {
-                if let Some(d) = self.sources.get_mut(key).and_then(|s| s.downtracks.get_mut(*i)) {
-                    d.bwe_cap = g.cap;
-                    if d.bwe_paused != g.paused {
-                        d.bwe_paused = g.paused;
-                        // Resuming starts again at a keyframe.
-                        d.current = None;
-                        self.out.push_back(Output::Event(MediaEvent::DowntrackPaused {
-                            peer,
-                            track_id: d.track_id.clone(),
-                            paused: g.paused,
-                        }));
-                    }
-                }
-            }
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.rtc.bwe().set_bitrate(
-                    str0m::bwe::Bitrate::bps(shared.minimum),
-                    str0m::bwe::Bitrate::bps(shared.desired),
-                );
-                self.dirty.insert(peer);
-            }
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.shared_for = Some(estimate);
+            p.rtc.bwe().set_bitrate(
+                str0m::bwe::Bitrate::bps(shared.minimum),
+                str0m::bwe::Bitrate::bps(shared.desired),
+            );
+            self.dirty.insert(peer);
         }
     }
 
@@ -1639,6 +1668,70 @@ mod tests {
                 .any(|o| matches!(o, Output::Event(MediaEvent::DowntrackPaused { paused: true, .. }))),
             "a pause was announced"
         );
+    }
+
+    /// A downlink estimate that moves by more than a step is shared out at
+    /// once, without waiting for the next measuring round; a small move
+    /// waits for it.
+    #[test]
+    fn an_estimate_that_moves_is_shared_out_at_once() {
+        let now = Instant::now();
+        let mut core = MediaCore::new(MediaConfig { candidates: vec![] }, now);
+        let sub = core.add_peer(now, Role::Subscriber);
+        let publisher = PeerId(1_000);
+        let simulcast = [
+            (Some(Rid::from("q")), 150_000),
+            (Some(Rid::from("h")), 500_000),
+            (Some(Rid::from("f")), 2_500_000),
+        ];
+        for name in ["v1", "v2"] {
+            let mid = Mid::from(name);
+            let mut src = source(Kind::Video, sub, mid, &simulcast, now);
+            // Measured in an earlier round.
+            for (layer, bits) in simulcast {
+                src.rates.insert(layer, (0, Some(bits)));
+            }
+            core.sources.insert((publisher, mid), src);
+        }
+        let caps = |core: &MediaCore| -> Vec<(Quality, bool)> {
+            let mut v: Vec<_> = core
+                .sources
+                .values()
+                .map(|s| (s.downtracks[0].bwe_cap, s.downtracks[0].bwe_paused))
+                .collect();
+            v.sort();
+            v
+        };
+        let estimate = |core: &mut MediaCore, bits: u64| {
+            core.on_event(
+                sub,
+                Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc {
+                    estimate: str0m::bwe::Bitrate::bps(bits),
+                    can_probe: true,
+                }),
+            );
+        };
+        // The first estimate is acted on, though it is the initial one.
+        estimate(&mut core, 200_000);
+        assert_eq!(
+            caps(&core),
+            vec![(Quality::Low, false), (Quality::Low, true)],
+            "the first estimate was not shared out"
+        );
+        // A rise: both cameras at their best.
+        estimate(&mut core, 10_000_000);
+        assert_eq!(caps(&core), vec![(Quality::High, false); 2]);
+        // A fall: down to what 2 Mbit/s carries, at once.
+        estimate(&mut core, 2_000_000);
+        assert_eq!(caps(&core), vec![(Quality::Medium, false); 2]);
+        // A move of 5% waits for the next round.
+        estimate(&mut core, 2_100_000);
+        let shared_for = core.peers.get(&sub).and_then(|p| p.shared_for);
+        assert_eq!(shared_for, Some(2_000_000), "a small move was shared out");
+        // The round uses the newest estimate.
+        core.allocate(now, Duration::from_secs(1));
+        let shared_for = core.peers.get(&sub).and_then(|p| p.shared_for);
+        assert_eq!(shared_for, Some(2_100_000));
     }
 
     #[test]
