@@ -1617,6 +1617,27 @@ mod tests {
         }
     }
 
+    /// Two simulcast cameras of `publisher` (layers of 150 kbit/s, 500
+    /// kbit/s and 2.5 Mbit/s) sent to `sub`: measured in an earlier round
+    /// when `measured`, else carrying those rates since the last round.
+    fn add_cameras(core: &mut MediaCore, sub: PeerId, publisher: PeerId, now: Instant, measured: bool) {
+        let simulcast = [
+            (Some(Rid::from("q")), 150_000),
+            (Some(Rid::from("h")), 500_000),
+            (Some(Rid::from("f")), 2_500_000),
+        ];
+        for name in ["v1", "v2"] {
+            let mid = Mid::from(name);
+            let mut src = source(Kind::Video, sub, mid, &simulcast, now);
+            if measured {
+                for (layer, bits) in simulcast {
+                    src.rates.insert(layer, (0, Some(bits)));
+                }
+            }
+            core.sources.insert((publisher, mid), src);
+        }
+    }
+
     /// A meeting's receiver at the initial estimate: the audio of 19
     /// others (about 1 Mbit/s, which the estimate does not cover) leaves
     /// both simulcast cameras their low layer, and the congestion
@@ -1632,16 +1653,7 @@ mod tests {
             let src = source(Kind::Audio, sub, mid, &[(None, 52_000)], now);
             core.sources.insert((publisher, mid), src);
         }
-        let simulcast = [
-            (Some(Rid::from("q")), 150_000),
-            (Some(Rid::from("h")), 500_000),
-            (Some(Rid::from("f")), 2_500_000),
-        ];
-        for name in ["v1", "v2"] {
-            let mid = Mid::from(name);
-            let src = source(Kind::Video, sub, mid, &simulcast, now);
-            core.sources.insert((publisher, mid), src);
-        }
+        add_cameras(&mut core, sub, publisher, now, false);
         core.peers.get_mut(&sub).expect("subscriber").estimate = Some(1_000_000);
         core.out.clear();
         core.allocate(now, Duration::from_secs(1));
@@ -1678,21 +1690,7 @@ mod tests {
         let now = Instant::now();
         let mut core = MediaCore::new(MediaConfig { candidates: vec![] }, now);
         let sub = core.add_peer(now, Role::Subscriber);
-        let publisher = PeerId(1_000);
-        let simulcast = [
-            (Some(Rid::from("q")), 150_000),
-            (Some(Rid::from("h")), 500_000),
-            (Some(Rid::from("f")), 2_500_000),
-        ];
-        for name in ["v1", "v2"] {
-            let mid = Mid::from(name);
-            let mut src = source(Kind::Video, sub, mid, &simulcast, now);
-            // Measured in an earlier round.
-            for (layer, bits) in simulcast {
-                src.rates.insert(layer, (0, Some(bits)));
-            }
-            core.sources.insert((publisher, mid), src);
-        }
+        add_cameras(&mut core, sub, PeerId(1_000), now, true);
         let caps = |core: &MediaCore| -> Vec<(Quality, bool)> {
             let mut v: Vec<_> = core
                 .sources
