@@ -111,6 +111,11 @@ class Meeting {
   private readonly audioSink = h('div', { class: 'audio-sink', 'aria-hidden': 'true' });
   private readonly banner = h('div', { class: 'banner', role: 'status', hidden: true, 'data-testid': 'connection-banner' });
   private readonly statusText = h('span', { class: 'status-text', 'data-testid': 'connection-state' });
+  private readonly e2eeBadge = h(
+    'span',
+    { class: 'e2ee-badge', 'data-testid': 'e2ee-state', title: 'Audio and video are encrypted on your device; the server cannot read them.' },
+    'End-to-end encrypted',
+  );
   private readonly micButton = h('button', { type: 'button', class: 'control', 'data-testid': 'mic-toggle' });
   private readonly camButton = h('button', { type: 'button', class: 'control', 'data-testid': 'camera-toggle' });
   private readonly screenButton = h('button', { type: 'button', class: 'control', 'data-testid': 'screen-share-toggle' });
@@ -265,6 +270,9 @@ class Meeting {
       })
       .on(RoomEvent.MediaDevicesChanged, () => void this.refreshDeviceLists())
       .on(RoomEvent.Disconnected, (reason) => this.end(reason))
+      .on(RoomEvent.ParticipantEncryptionStatusChanged, (enabled, p) => {
+        if (p === this.room.localParticipant) this.e2eeBadge.hidden = !enabled;
+      })
       .on(RoomEvent.EncryptionError, () => {
         if (this.warnedDecryption) return;
         this.warnedDecryption = true;
@@ -293,10 +301,11 @@ class Meeting {
       h('div', { class: 'room-status' }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), this.statusText),
     );
 
-    if (this.room.isE2EEEnabled) {
-      header.appendChild(
-        h('span', { class: 'e2ee-badge', 'data-testid': 'e2ee-state', title: 'Audio and video are encrypted on your device; the server cannot read them.' }, 'End-to-end encrypted'),
-      );
+    // The encryption worker confirms after the connection is up, so the badge
+    // follows its status event rather than the state at this moment.
+    if (this.session.e2eeKey) {
+      this.e2eeBadge.hidden = !this.room.isE2EEEnabled;
+      header.appendChild(this.e2eeBadge);
     }
 
     if (this.session.meetingId) {
