@@ -5,8 +5,9 @@
 // limited with tbf and B must drop to a lower layer and keep decoding while
 // A keeps the high layer. Measured and printed, not asserted: which layers
 // the publisher sends, how long after the limit B's layer dropped, how long
-// B's decoding stalled around the switch (freezes), and whether B climbs
-// back once the limit is lifted. The same runs a second time with
+// B's decoding stalled around the switch (freezes), how often and how long
+// B went back up to the high layer while still limited (flapping), and
+// whether B climbs back once the limit is lifted. The same runs a second time with
 // end-to-end encryption on (a shared key in the meeting link): the server
 // cannot read the payloads then, and must switch layers all the same.
 //
@@ -27,6 +28,8 @@ import { sleep, videoInbound, videoOutbound } from './lib/video-stats.mjs';
 const TRUST = { trustAnyCertificate: true };
 const LIMIT_KBIT = 400;
 const TEST_MS = 150_000;
+/** How long B is watched under the limit after its first drop. */
+const WATCH_MS = 15_000;
 
 /** Samples `page` every `every` ms until `pred(sample)` holds with frames rising; fails after `ms`. */
 async function eventually(t, page, pred, what, ms, every = 1_000) {
@@ -107,6 +110,10 @@ for (const e2ee of [false, true]) {
       let lastRise = shapedAt;
       let longestStall = 0;
       let dropped = null;
+      // After the drop: switches back up to the high layer under the limit
+      // (a link at its limit flaps between layers) and time spent there.
+      let riseAgain = 0;
+      let highAgainMs = 0;
       const path = [`${before.width}@0`];
       const dropDeadline = shapedAt + 60_000;
       while (Date.now() < dropDeadline) {
@@ -114,19 +121,24 @@ for (const e2ee of [false, true]) {
         const now = await videoInbound(b.page);
         const at = Date.now();
         if (now.width !== prev.width) path.push(`${now.width}@${at - shapedAt}`);
+        if (dropped && now.width >= high) {
+          highAgainMs += 250;
+          if (prev.width < high) riseAgain++;
+        }
         if (now.decoded > prev.decoded) lastRise = at;
         else longestStall = Math.max(longestStall, at - lastRise);
         prev = now;
         if (!dropped && now.width > 0 && now.width < high) dropped = { at, sample: now };
-        // Watch a few seconds beyond the switch for the stall it causes.
-        if (dropped && at - dropped.at > 5_000) break;
+        // Watch beyond the switch for the stall it causes and for flapping.
+        if (dropped && at - dropped.at > WATCH_MS) break;
       }
       assert.ok(dropped, `B stayed at ${prev.width} px for 60 s after its link was limited to ${LIMIT_KBIT} kbit/s`);
       t.diagnostic(
         `limit ${LIMIT_KBIT} kbit/s: B dropped ${high} -> ${dropped.sample.width} px after ${dropped.at - shapedAt} ms; ` +
           `longest decoding stall ${longestStall} ms; freezes +${prev.freezes - before.freezes} ` +
           `(${(prev.freezeSeconds - before.freezeSeconds).toFixed(2)} s), PLIs +${prev.plis - before.plis}, ` +
-          `NACKs +${prev.nacks - before.nacks}, lost +${prev.lost - before.lost}, keyframes +${prev.keyFrames - before.keyFrames}; width@ms ${path.join(' ')}`,
+          `NACKs +${prev.nacks - before.nacks}, lost +${prev.lost - before.lost}, keyframes +${prev.keyFrames - before.keyFrames}; ` +
+          `in the ${WATCH_MS / 1000} s after the drop: ${riseAgain} switches back up, ${highAgainMs} ms at ${high} px; width@ms ${path.join(' ')}`,
       );
 
       // B keeps decoding the lower layer; A keeps the top layer.
