@@ -40,6 +40,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use conclave_client::driver;
 use conclave_client::net::{bind_stamped, recv_stamped};
 
 use crate::measure::Receiver;
@@ -320,7 +321,7 @@ async fn connect(url: &str) -> Result<Ws, String> {
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static("janus-protocol"),
     );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(driver::signalling_config()), false)
         .await
         .map_err(|e| format!("cannot reach Janus at {url}: {e}"))?;
     Ok(ws)
