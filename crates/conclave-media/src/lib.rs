@@ -308,7 +308,7 @@ pub struct MediaCore {
     downtrack_source: HashMap<(PeerId, Mid), (PeerId, Mid)>,
     /// Peers with work to carry out (outputs to poll).
     dirty: HashSet<PeerId>,
-    /// Scratch list for draining `dirty` without rescanning the set.
+    /// Peers taken from `dirty` and not drained yet, the next at the end.
     draining: Vec<PeerId>,
     /// Every peer's next timer, earliest first. Entries whose time is no
     /// longer the peer's `next_timeout` are stale and skipped, so a timer
@@ -891,7 +891,8 @@ impl MediaCore {
             }
             self.dirty.insert(id);
         }
-        self.process();
+        // What the timers produced is drained by `poll_output`, one
+        // connection at a time.
     }
 
     /// The earliest pending timer, dropping stale heap entries on the way.
@@ -918,9 +919,18 @@ impl MediaCore {
     /// The next thing to do: a datagram to send, an event, or when to call
     /// [`Self::handle_timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.process();
-        if let Some(o) = self.out.pop_front() {
-            return o;
+        // One connection is drained at a time, and only when nothing is
+        // left to hand out: in a fan-out the first receivers' datagrams can
+        // leave while the others are still being drained, instead of each
+        // waiting for the encryption of every copy.
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            match self.next_to_drain() {
+                Some(id) => self.drain(id),
+                None => break,
+            }
         }
         let next = self.next_timer();
         Output::Timeout(next.unwrap_or(self.now + Duration::from_secs(1)))
@@ -928,14 +938,19 @@ impl MediaCore {
 
     /// Drains every peer with pending work until none is left.
     fn process(&mut self) {
-        while !self.dirty.is_empty() {
-            let mut ids = std::mem::take(&mut self.draining);
-            ids.extend(self.dirty.drain());
-            for id in ids.drain(..) {
-                self.drain(id);
-            }
-            self.draining = ids;
+        while let Some(id) = self.next_to_drain() {
+            self.drain(id);
         }
+    }
+
+    /// The next connection with pending work. Those marked meanwhile wait
+    /// for the ones already taken, so each is drained once per generation
+    /// without rescanning the set.
+    fn next_to_drain(&mut self) -> Option<PeerId> {
+        if self.draining.is_empty() {
+            self.draining.extend(self.dirty.drain());
+        }
+        self.draining.pop()
     }
 
     fn drain(&mut self, id: PeerId) {
@@ -1730,6 +1745,45 @@ mod tests {
         core.allocate(now, Duration::from_secs(1));
         let shared_for = core.peers.get(&sub).and_then(|p| p.shared_for);
         assert_eq!(shared_for, Some(2_100_000));
+    }
+
+    /// Connections are drained one at a time, and only when every output
+    /// already produced has been handed out: in a fan-out the first
+    /// receivers' datagrams leave before the last copies are made.
+    #[test]
+    fn outputs_are_handed_out_before_the_next_connection_is_drained() {
+        let now = Instant::now();
+        let mut core = MediaCore::new(MediaConfig { candidates: vec![] }, now);
+        let peers: Vec<PeerId> = (0..3).map(|_| core.add_peer(now, Role::Subscriber)).collect();
+        while !matches!(core.poll_output(), Output::Timeout(_)) {}
+        core.dirty.extend(peers.iter().copied());
+        core.out.push_back(Output::Event(MediaEvent::Connected(peers[0])));
+        assert!(matches!(
+            core.poll_output(),
+            Output::Event(MediaEvent::Connected(_))
+        ));
+        assert_eq!(
+            core.dirty.len(),
+            3,
+            "a connection was drained before the output left"
+        );
+
+        // Each connection is drained once per round; one marked again
+        // meanwhile waits for the others.
+        let first = core.next_to_drain().expect("a connection to drain");
+        core.dirty.insert(first);
+        let mut order = vec![first];
+        while let Some(id) = core.next_to_drain() {
+            order.push(id);
+        }
+        assert_eq!(order.len(), 4);
+        assert_eq!(
+            order[3], first,
+            "a connection marked again went ahead of the others"
+        );
+        let mut round: Vec<PeerId> = order[..3].to_vec();
+        round.sort();
+        assert_eq!(round, peers);
     }
 
     #[test]

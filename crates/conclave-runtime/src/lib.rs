@@ -30,8 +30,8 @@ pub enum ConnOut {
 
 /// Datagrams read from the socket in one go before outputs are carried out.
 const RECEIVE_BATCH: usize = 32;
-/// Datagrams handed to the kernel in one `sendmmsg`.
-#[cfg(target_os = "linux")]
+/// Datagrams handed to the kernel in one `sendmmsg`; also how many wait
+/// while outputs are produced before they are sent.
 const SEND_BATCH: usize = 64;
 /// Rounds of due timers handled in a row before the task yields to the
 /// socket and the other inputs again.
@@ -287,7 +287,7 @@ async fn run(
             .or(fallback_local)
     };
     loop {
-        let mut deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
+        let mut deadline = drain(&mut sfu, &socket, &mut transmits, &mut outboxes, &mut stalled);
         let mut rounds = 0;
         loop {
             // What closing a stalled connection produces is carried out now.
@@ -306,7 +306,7 @@ async fn run(
                 rounds += 1;
                 sfu.handle_timeout(now());
             }
-            deadline = drain(&mut sfu, &mut transmits, &mut outboxes, &mut stalled);
+            deadline = drain(&mut sfu, &socket, &mut transmits, &mut outboxes, &mut stalled);
         }
         send_all(&socket, &mut transmits).await;
         tokio::select! {
@@ -365,44 +365,31 @@ async fn run(
     }
 }
 
-/// Sends every queued datagram, as many per system call as the kernel
-/// takes (`sendmmsg`). UDP: a datagram that cannot be sent is lost, as the
-/// network would lose it.
-#[cfg(target_os = "linux")]
+/// Sends every queued datagram, waiting for the socket when its buffer is
+/// full. UDP: a datagram that cannot be sent is lost, as the network would
+/// lose it.
 async fn send_all(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>) {
-    use std::io::IoSlice;
-    use std::os::fd::AsRawFd;
+    while !transmits.is_empty() {
+        if send_now(socket, transmits, true) && socket.writable().await.is_err() {
+            transmits.clear();
+        }
+    }
+}
 
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
-    use tokio::io::Interest;
-
+/// Hands the kernel, without waiting, the queued datagrams it takes: every
+/// one if `all`, else whole batches of `SEND_BATCH` only, so that sending
+/// while outputs are still being produced costs no more system calls.
+/// Returns whether the socket's buffer was full.
+fn send_now(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>, all: bool) -> bool {
     let mut start = 0;
-    while start < transmits.len() {
+    let mut full = false;
+    while start < transmits.len() && (all || transmits.len() - start >= SEND_BATCH) {
         let chunk = &transmits[start..transmits.len().min(start + SEND_BATCH)];
-        let sent = socket.try_io(Interest::WRITABLE, || {
-            let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, c)| [IoSlice::new(c)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = chunk
-                .iter()
-                .map(|(a, _)| Some(SockaddrStorage::from(*a)))
-                .collect();
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
-            sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                slices.iter(),
-                &addrs,
-                [],
-                MsgFlags::empty(),
-            )
-            .map(Iterator::count)
-            .map_err(io::Error::from)
-        });
-        match sent {
+        match send_batch(socket, chunk) {
             Ok(n) => start += n.max(1),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
-                    break;
-                }
+                full = true;
+                break;
             }
             Err(e) => {
                 // The first datagram of the batch failed (e.g. no route):
@@ -412,22 +399,51 @@ async fn send_all(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>
             }
         }
     }
-    transmits.clear();
+    transmits.drain(..start);
+    full
 }
 
-/// Sends every queued datagram, one system call each.
+/// Sends the start of `chunk` in one system call (`sendmmsg`); returns how
+/// many datagrams the kernel took.
+#[cfg(target_os = "linux")]
+fn send_batch(socket: &UdpSocket, chunk: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use tokio::io::Interest;
+
+    socket.try_io(Interest::WRITABLE, || {
+        let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, c)| [IoSlice::new(c)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = chunk
+            .iter()
+            .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
+        sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter(),
+            &addrs,
+            [],
+            MsgFlags::empty(),
+        )
+        .map(Iterator::count)
+        .map_err(io::Error::from)
+    })
+}
+
+/// Sends the first datagram of `chunk`.
 #[cfg(not(target_os = "linux"))]
-async fn send_all(socket: &UdpSocket, transmits: &mut Vec<(SocketAddr, Vec<u8>)>) {
-    for (destination, contents) in transmits.drain(..) {
-        if let Err(e) = socket.send_to(&contents, destination).await {
-            tracing::trace!(error = %e, "datagram not sent");
-        }
-    }
+fn send_batch(socket: &UdpSocket, chunk: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+    let (destination, contents) = &chunk[0];
+    socket.try_send_to(contents, *destination).map(|_| 1)
 }
 
 /// Carries every pending output out; returns when to wake for timers.
 fn drain(
     sfu: &mut Sfu,
+    socket: &UdpSocket,
     transmits: &mut Vec<(SocketAddr, Vec<u8>)>,
     outboxes: &mut HashMap<ConnId, mpsc::Sender<ConnOut>>,
     stalled: &mut Vec<ConnId>,
@@ -438,7 +454,16 @@ fn drain(
                 destination,
                 contents,
                 ..
-            } => transmits.push((destination, contents)),
+            } => {
+                transmits.push((destination, contents));
+                // A full batch leaves now, while the rest is produced: in a
+                // fan-out the first receivers need not wait for the last.
+                // Tried once per batch, so a full socket buffer costs one
+                // failed call per batch until `send_all` waits for it.
+                if transmits.len().is_multiple_of(SEND_BATCH) {
+                    send_now(socket, transmits, false);
+                }
+            }
             Output::Signal { conn, message } => {
                 if let Some(tx) = outboxes.get(&conn)
                     && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ConnOut::Message(message))
@@ -508,5 +533,32 @@ mod tests {
         // Linux reports twice the size it grants.
         assert_eq!(recv, 2 * SOCKET_BUFFER.min(sysctl("rmem_max")));
         assert_eq!(send, 2 * SOCKET_BUFFER.min(sysctl("wmem_max")));
+    }
+
+    /// While outputs are produced only whole batches leave; at the end
+    /// everything does, each datagram once and in order.
+    #[tokio::test]
+    async fn whole_batches_leave_early_and_the_rest_at_the_end() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("a loopback socket");
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("a loopback socket");
+        size_socket_buffers(&receiver).expect("sized");
+        let to = receiver.local_addr().expect("address");
+        let count = SEND_BATCH * 2 + SEND_BATCH / 2;
+        let mut transmits: Vec<(SocketAddr, Vec<u8>)> = (0..count)
+            .map(|i| (to, (i as u32).to_be_bytes().to_vec()))
+            .collect();
+        // Readiness is known only once the reactor has seen the socket.
+        socket.writable().await.expect("writable");
+        let full = send_now(&socket, &mut transmits, false);
+        assert!(!full);
+        assert_eq!(transmits.len(), SEND_BATCH / 2, "a part batch left early");
+        send_all(&socket, &mut transmits).await;
+        assert!(transmits.is_empty());
+        let mut buf = [0u8; 16];
+        for i in 0..count {
+            let n = receiver.recv(&mut buf).await.expect("a datagram");
+            assert_eq!(&buf[..n], (i as u32).to_be_bytes(), "datagram {i}");
+        }
+        assert!(receiver.try_recv(&mut buf).is_err(), "a datagram arrived twice");
     }
 }
