@@ -29,7 +29,7 @@ use lk::signal_response::Message as Resp;
 use prost::Message as _;
 
 pub use model::{ConnId, RoomSettings};
-use model::{Participant, Room, Track, Wish};
+use model::{Participant, PendingUpdate, Room, Track, Wish};
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: i32 = 16;
@@ -222,6 +222,7 @@ impl Sfu {
         if max > 0 && room.participants.len() >= max as usize {
             return Err(SignalError::RoomFull);
         }
+        let news_seen = room.news_seq;
         let sid = ParticipantSid::random();
         let publisher = self.media.add_peer(now.mono, Role::Publisher);
         let subscriber = self.media.add_peer(now.mono, Role::Subscriber);
@@ -246,6 +247,7 @@ impl Sfu {
             client_protocol: params.client_protocol,
             kind: params.kind as i32,
             quality: None,
+            news_seen,
         };
         self.by_conn.insert(conn, sid.clone());
         self.by_peer.insert(publisher, sid.clone());
@@ -357,6 +359,7 @@ impl Sfu {
         }
         let old = p.conn.replace(conn);
         p.last_ping = now.mono;
+        p.news_seen = self.rooms.get(room).map_or(0, |r| r.news_seq);
         let subscriber = p.subscriber;
         if let Some(old) = old {
             self.by_conn.remove(&old);
@@ -448,6 +451,7 @@ impl Sfu {
             tracing::info!(participant = %sid, ?reason, "removing unresponsive participant");
             self.remove_participant(&sid, reason);
         }
+        self.flush_updates();
         // Rooms empty for longer than they may be.
         let expired: Vec<RoomName> = self
             .rooms
@@ -520,6 +524,8 @@ impl Sfu {
             speakers: Vec::new(),
             had_participants: false,
             empty_since: now.mono,
+            pending_updates: Vec::new(),
+            news_seq: 0,
         });
         let sid = room.name.clone();
         self.room_info(&sid).unwrap_or_default()
@@ -1596,7 +1602,7 @@ impl Sfu {
             info.version = p.version + 1;
             info.disconnect_reason = reason as i32;
             info.tracks.clear();
-            self.send_update_to_room(&p.room, None, info);
+            self.send_update_to_room(&p.room, sid, info, !p.tracks.is_empty());
         }
         for o in self.room_members(&p.room) {
             self.negotiate_subscriber(&o);
@@ -1611,6 +1617,7 @@ impl Sfu {
         let room = p.room.clone();
         let own_conn = p.conn;
         let hidden = p.permissions.hidden;
+        let publishes = !p.tracks.is_empty();
         // The participant itself learns of its own changes (e.g. permissions).
         if let Some(conn) = own_conn {
             self.send(
@@ -1623,19 +1630,47 @@ impl Sfu {
         if hidden {
             return;
         }
-        self.send_update_to_room(&room, Some(sid), info);
+        self.send_update_to_room(&room, sid, info, publishes);
     }
 
+    /// Tells the other members of `room` of a change to `subject`. Unless
+    /// `immediate` the news waits for the next tick and goes out with that
+    /// of the others who changed meanwhile, one message per member: when
+    /// many who only listen join at once, a message per pair would flood
+    /// every member's connection (LiveKit's server batches them likewise).
+    /// News sent at once replaces what waited about the same participant.
     fn send_update_to_room(
         &mut self,
         room: &RoomName,
-        except: Option<&ParticipantSid>,
+        subject: &ParticipantSid,
         info: lk::ParticipantInfo,
+        immediate: bool,
     ) {
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        let waiting = r.pending_updates.iter().position(|u| &u.subject == subject);
+        if !immediate {
+            r.news_seq += 1;
+            let seq = r.news_seq;
+            match waiting {
+                Some(i) => {
+                    r.pending_updates[i].seq = seq;
+                    r.pending_updates[i].info = info;
+                }
+                None => r.pending_updates.push(PendingUpdate {
+                    subject: subject.clone(),
+                    seq,
+                    info,
+                }),
+            }
+            return;
+        }
+        if let Some(i) = waiting {
+            r.pending_updates.remove(i);
+        }
         let conns: Vec<ConnId> = self
             .room_members(room)
             .iter()
-            .filter(|s| Some(*s) != except)
+            .filter(|s| *s != subject)
             .filter_map(|s| self.participants.get(s).and_then(|p| p.conn))
             .collect();
         for conn in conns {
@@ -1645,6 +1680,41 @@ impl Sfu {
                     participants: vec![info.clone()],
                 }),
             );
+        }
+    }
+
+    /// Sends every room's waiting news: one update per member, with what is
+    /// newer than the member's roster, but its own.
+    fn flush_updates(&mut self) {
+        let rooms: Vec<RoomName> = self
+            .rooms
+            .values()
+            .filter(|r| !r.pending_updates.is_empty())
+            .map(|r| r.name.clone())
+            .collect();
+        for name in rooms {
+            let Some(r) = self.rooms.get_mut(&name) else {
+                continue;
+            };
+            let news = std::mem::take(&mut r.pending_updates);
+            let members: Vec<(ParticipantSid, ConnId, u64)> = r
+                .participants
+                .iter()
+                .filter_map(|s| {
+                    let p = self.participants.get(s)?;
+                    Some((s.clone(), p.conn?, p.news_seen))
+                })
+                .collect();
+            for (member, conn, seen) in members {
+                let participants: Vec<lk::ParticipantInfo> = news
+                    .iter()
+                    .filter(|u| u.subject != member && u.seq > seen)
+                    .map(|u| u.info.clone())
+                    .collect();
+                if !participants.is_empty() {
+                    self.send(conn, Resp::Update(lk::ParticipantUpdate { participants }));
+                }
+            }
         }
     }
 

@@ -48,6 +48,21 @@ pub(crate) struct Room {
     pub speakers: Vec<ParticipantSid>,
     pub had_participants: bool,
     pub empty_since: Instant,
+    /// News of participants who publish nothing, newest per participant
+    /// in the order they first changed, sent to the others at the next tick.
+    pub pending_updates: Vec<PendingUpdate>,
+    /// Numbers the news put in `pending_updates`, so that a member is sent
+    /// only what is newer than the roster it got.
+    pub news_seq: u64,
+}
+
+/// News of a participant waiting for the next tick.
+#[derive(Debug)]
+pub(crate) struct PendingUpdate {
+    pub subject: ParticipantSid,
+    /// The room's `news_seq` when it last changed.
+    pub seq: u64,
+    pub info: lk::ParticipantInfo,
 }
 
 impl Room {
@@ -176,6 +191,9 @@ pub(crate) struct Participant {
     pub kind: i32,
     /// The connection rating last announced.
     pub quality: Option<lk::ConnectionQuality>,
+    /// The room's `news_seq` when this participant last got the whole
+    /// roster (joining, resuming): older news is in it.
+    pub news_seen: u64,
 }
 
 impl Participant {

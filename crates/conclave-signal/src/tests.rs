@@ -16,7 +16,7 @@ use prost::Message as _;
 
 use super::{
     ConnId, JoinParams, Now, Output, PING_TIMEOUT_SECS, RESUME_GRACE, RoomSettings, Sfu, SfuConfig,
-    SignalError,
+    SignalError, TICK,
 };
 
 const SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);
@@ -109,6 +109,13 @@ impl Harness {
         self.elapsed += by;
         let now = self.now();
         self.sfu.handle_timeout(now);
+    }
+
+    /// Lets one tick pass (news of those who publish nothing goes out),
+    /// then drains.
+    fn tick_and_drain(&mut self) -> Sent {
+        self.advance(TICK);
+        self.drain()
     }
 
     /// Every signalling message and close queued so far (datagrams dropped).
@@ -239,7 +246,7 @@ fn a_second_join_updates_the_first() {
     let ada = h.join(1, "ada");
     h.drain();
     let bob = h.join(2, "bob");
-    let out = h.drain();
+    let out = h.tick_and_drain();
     let seen = updates(&out, 1);
     assert!(
         seen.iter()
@@ -487,7 +494,7 @@ fn metadata_updates_need_the_permission() {
             },
         )
         .expect("join");
-    h.drain();
+    h.tick_and_drain();
     let update = |id| {
         Req::UpdateMetadata(lk::UpdateParticipantMetadata {
             name: "Queen".into(),
@@ -497,7 +504,7 @@ fn metadata_updates_need_the_permission() {
         })
     };
     assert_eq!(h.request(1, update(7)), Err(SignalError::NotAllowed));
-    let out = h.drain();
+    let out = h.tick_and_drain();
     assert!(
         msgs(&out, 1)
             .iter()
@@ -508,7 +515,7 @@ fn metadata_updates_need_the_permission() {
     assert!(h.sfu.participants[&ada].metadata.is_empty());
 
     h.request(2, update(8)).expect("allowed");
-    let out = h.drain();
+    let out = h.tick_and_drain();
     assert!(msgs(&out, 2).iter().any(|m| matches!(
         m,
         Resp::RequestResponse(r) if r.request_id == 8 && r.reason == lk::request_response::Reason::Ok as i32
@@ -529,7 +536,7 @@ fn leaving_is_announced_as_disconnected() {
     h.drain();
     h.request(2, Req::Leave(lk::LeaveRequest::default()))
         .expect("leave");
-    let out = h.drain();
+    let out = h.tick_and_drain();
     let gone: Vec<_> = updates(&out, 1)
         .into_iter()
         .filter(|p| p.sid == bob.to_string())
@@ -687,7 +694,7 @@ fn a_duplicate_identity_replaces_the_old_session() {
     h.drain();
     let new = h.join(3, "ada");
     assert_ne!(old, new);
-    let out = h.drain();
+    let out = h.tick_and_drain();
     let m = msgs(&out, 1);
     assert!(
         m.iter().any(
@@ -1061,11 +1068,128 @@ fn bots_recorders_and_phone_lines_are_shown_as_what_they_are() {
             },
         )
         .expect("join");
-    let out = h.drain();
+    let out = h.tick_and_drain();
     assert!(
         updates(&out, 1)
             .iter()
             .any(|p| p.identity == "recorder" && p.kind == lk::participant_info::Kind::Egress as i32),
         "ada was not told that a recorder joined"
+    );
+}
+
+/// Listeners who join together are announced together: each member gets
+/// one update at the next tick with everyone who joined after its own join
+/// (the others were in its join response), not a message per pair.
+#[test]
+fn listeners_joining_together_are_announced_in_one_update_per_member() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.tick_and_drain();
+    let listeners: Vec<ParticipantSid> = (2..=6).map(|c| h.join(c, &format!("listener-{c}"))).collect();
+    let out = h.drain();
+    assert!(
+        updates(&out, 1).is_empty(),
+        "a listener's news did not wait for the tick"
+    );
+    let out = h.tick_and_drain();
+    for conn in 1..=6u64 {
+        // Connection 1 is ada's, connection c the listener at c - 2.
+        let later = &listeners[(conn as usize).saturating_sub(1).min(listeners.len())..];
+        let mut expected: Vec<String> = later.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        let batches = msgs(&out, conn)
+            .into_iter()
+            .filter(|m| matches!(m, Resp::Update(_)))
+            .count();
+        assert_eq!(batches, usize::from(!expected.is_empty()), "connection {conn}");
+        let mut seen: Vec<String> = updates(&out, conn).into_iter().map(|p| p.sid).collect();
+        seen.sort();
+        assert_eq!(seen, expected, "connection {conn}");
+    }
+    // Nothing is sent twice.
+    assert!(updates(&h.tick_and_drain(), 1).is_empty());
+}
+
+/// News of a participant who publishes is not held back, and replaces
+/// what waited about them.
+#[test]
+fn a_publishers_news_is_not_held_back() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.drain();
+    let bob = h
+        .join_with(
+            2,
+            "bob",
+            Permissions {
+                sources: vec![TrackSource::Microphone],
+                ..Permissions::default()
+            },
+        )
+        .expect("join");
+    h.publish(2, lk::TrackSource::Microphone, lk::TrackType::Audio, "mic");
+    // The publisher's offer carries the track.
+    let peer = h.sfu.participants[&bob].publisher;
+    h.sfu.on_media_event(MediaEvent::TrackAdded {
+        peer,
+        mid: MediaId::from(str0m::media::Mid::from("0")),
+        kind: Kind::Audio,
+        track_id: "mic".into(),
+        rids: Vec::new(),
+    });
+    let out = h.drain();
+    let seen = updates(&out, 1);
+    assert!(
+        seen.iter()
+            .any(|p| p.sid == bob.to_string() && p.tracks.len() == 1),
+        "ada waited for bob's track: {seen:?}"
+    );
+    let later = updates(&h.tick_and_drain(), 1);
+    assert!(later.is_empty(), "stale news of bob followed: {later:?}");
+}
+
+/// A listener who joins and leaves within one tick ends up gone for the
+/// others, never left behind as joined.
+#[test]
+fn a_listener_who_leaves_before_the_tick_is_shown_gone() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.drain();
+    let bob = h.join(2, "bob");
+    h.request(2, Req::Leave(lk::LeaveRequest::default()))
+        .expect("leave");
+    let seen: Vec<lk::ParticipantInfo> = updates(&h.tick_and_drain(), 1)
+        .into_iter()
+        .filter(|p| p.sid == bob.to_string())
+        .collect();
+    assert_eq!(seen.len(), 1, "ada got {seen:?}");
+    assert_eq!(seen[0].state, lk::participant_info::State::Disconnected as i32);
+}
+
+/// A hidden participant is never announced, neither joining nor leaving,
+/// at once or at the tick.
+#[test]
+fn a_hidden_participant_is_never_announced() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.tick_and_drain();
+    let ghost = h
+        .join_with(
+            2,
+            "ghost",
+            Permissions {
+                hidden: true,
+                ..Permissions::default()
+            },
+        )
+        .expect("join");
+    let mut out = h.tick_and_drain();
+    h.request(2, Req::Leave(lk::LeaveRequest::default()))
+        .expect("leave");
+    out.extend(h.tick_and_drain());
+    let seen = updates(&out, 1);
+    assert!(
+        seen.iter().all(|p| p.sid != ghost.to_string()),
+        "ada was told of the hidden participant: {seen:?}"
     );
 }
