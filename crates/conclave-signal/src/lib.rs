@@ -410,6 +410,10 @@ impl Sfu {
             return;
         }
         self.next_tick = Some(now.mono + TICK);
+        // News first: what the tick says about a participant (speaking,
+        // connection quality) must not reach a member before the
+        // participant does.
+        self.flush_updates();
         self.update_speakers(now.mono);
         self.update_dynacast();
         self.update_connection_quality(now.mono);
@@ -451,7 +455,6 @@ impl Sfu {
             tracing::info!(participant = %sid, ?reason, "removing unresponsive participant");
             self.remove_participant(&sid, reason);
         }
-        self.flush_updates();
         // Rooms empty for longer than they may be.
         let expired: Vec<RoomName> = self
             .rooms

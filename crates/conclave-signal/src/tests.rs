@@ -620,7 +620,7 @@ fn a_silent_participant_times_out() {
         "bob stayed after the grace for a resume"
     );
     assert!(!h.sfu.participants.contains_key(&bob));
-    let out = h.drain();
+    let out = h.tick_and_drain();
     assert!(
         updates(&out, 1)
             .iter()
@@ -1192,4 +1192,28 @@ fn a_hidden_participant_is_never_announced() {
         seen.iter().all(|p| p.sid != ghost.to_string()),
         "ada was told of the hidden participant: {seen:?}"
     );
+}
+
+/// What a tick says about a newcomer who publishes nothing (its connection
+/// quality) reaches the others only after the news of the newcomer: a
+/// client drops a rating of a participant it does not know, and the rating
+/// is sent again only when it changes.
+#[test]
+fn a_listeners_rating_follows_its_news() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.tick_and_drain();
+    let bob = h.join(2, "bob");
+    let out = h.tick_and_drain();
+    let mentions: Vec<&str> = msgs(&out, 1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Resp::Update(u) if u.participants.iter().any(|p| p.sid == bob.to_string()) => Some("news"),
+            Resp::ConnectionQuality(q) if q.updates.iter().any(|u| u.participant_sid == bob.to_string()) => {
+                Some("rating")
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mentions, vec!["news", "rating"]);
 }
