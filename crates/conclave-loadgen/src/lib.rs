@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use measure::{ProcUsage, percentile, proc_usage};
-use media::{SIMULCAST, Source};
+use media::{SIMULCAST, Source, Talk};
 use target::{Outcome, Plan, Target, Wants, Window};
 
 /// Which system is measured.
@@ -114,6 +114,10 @@ pub struct RunConfig {
     pub layer: VideoQuality,
     /// How many publishers' video each participant receives in `last-n`.
     pub last_n: usize,
+    /// How many publishers talk at a time (taking turns); the others send
+    /// silence as Opus does with discontinuous transmission. All when
+    /// `None`.
+    pub talkers: Option<usize>,
     /// The server binary (Conclave), `janus`, or this program (the
     /// forwarder).
     pub binary: PathBuf,
@@ -137,6 +141,8 @@ pub struct Report {
     pub last_n: Option<usize>,
     pub participants: usize,
     pub publishers: usize,
+    /// How many publishers talked at a time.
+    pub talkers: usize,
     pub seconds: f64,
     /// Packets the receivers got in the measured window.
     pub packets: u64,
@@ -339,7 +345,17 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
         ready.push(rx);
         tasks.push(tokio::spawn(target.join(Plan {
             index,
-            source: Some(Source::new(true, layers.clone(), base, Instant::now())),
+            source: Some(Source::new(
+                true,
+                Talk {
+                    index,
+                    publishers,
+                    talkers: talkers(cfg, publishers),
+                },
+                layers.clone(),
+                base,
+                Instant::now(),
+            )),
             receive: meeting.then(|| wants(window)),
             publishing: Some(tx),
             stop: stop.clone(),
@@ -470,6 +486,7 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         last_n: (cfg.scenario == Scenario::LastN).then_some(cfg.last_n),
         participants: n,
         publishers,
+        talkers: talkers(cfg, publishers),
         seconds: cfg.seconds,
         packets,
         expected,
@@ -501,11 +518,21 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
 /// A scenario's label in tables: the layer for video fan-out, N for
 /// `last-n`.
 pub fn label(r: &Report) -> String {
-    match (r.layer, r.last_n) {
+    let name = match (r.layer, r.last_n) {
         (Some(l), _) => format!("{}/{l}", r.scenario.name()),
         (None, Some(n)) => format!("{}/{n}", r.scenario.name()),
         (None, None) => r.scenario.name().to_owned(),
+    };
+    if r.talkers < r.publishers {
+        format!("{name}/talk{}", r.talkers)
+    } else {
+        name
     }
+}
+
+/// How many of the `publishers` talk at a time.
+fn talkers(cfg: &RunConfig, publishers: usize) -> usize {
+    cfg.talkers.map_or(publishers, |t| t.min(publishers))
 }
 
 /// The reports as a table. Loss above 0.1% is marked with `!`; `a p99 us`
@@ -585,6 +612,7 @@ mod tests {
             warmup: 1.0,
             layer: VideoQuality::Medium,
             last_n: 4,
+            talkers: None,
             binary: PathBuf::new(),
             janus_event_loops: None,
             target_cpu: None,

@@ -106,6 +106,11 @@ struct Common {
     /// In `last-n`: how many publishers' video each participant receives.
     #[arg(long, default_value_t = 4)]
     last_n: usize,
+    /// How many publishers talk at a time, taking turns of 2 s; the others
+    /// are silent and send one audio frame every 400 ms, as Opus does with
+    /// discontinuous transmission (default: all talk all the time).
+    #[arg(long)]
+    talkers: Option<usize>,
     /// The conclave server binary (default: CONCLAVE_BIN or the workspace's
     /// release build).
     #[arg(long)]
@@ -149,6 +154,7 @@ fn config(
         warmup: c.warmup,
         layer: layer.quality(),
         last_n: c.last_n,
+        talkers: c.talkers,
         binary,
         janus_event_loops: c.janus_event_loops,
         target_cpu: c.pin.then_some(1),
@@ -472,6 +478,7 @@ mod tests {
             last_n: None,
             participants: 3,
             publishers: 1,
+            talkers: 1,
             seconds: 1.0,
             packets: 100,
             expected: 100,

@@ -18,6 +18,13 @@ pub fn is_audio_payload(len: usize) -> bool {
     len == AUDIO_BYTES
 }
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
+/// In silence, Opus with discontinuous transmission (on by default in
+/// LiveKit's clients) sends one frame every 400 ms: every 20th slot.
+const DTX_SLOTS: u64 = 20;
+/// How long a turn of talking lasts when publishers take turns.
+pub const TURN: Duration = Duration::from_secs(2);
+/// The audio level of a silent frame (-127 dBov).
+const SILENCE: i8 = -127;
 const FRAME_EVERY: Duration = Duration::from_micros(33_333);
 const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
 
@@ -44,6 +51,37 @@ pub const SIMULCAST: [LayerPlan; 3] = [
     },
 ];
 
+/// Who talks when: publishers take turns of [`TURN`], `talkers` of the
+/// `publishers` at a time; the others are silent, and send a frame every
+/// 400 ms as Opus does with discontinuous transmission.
+#[derive(Debug, Clone, Copy)]
+pub struct Talk {
+    pub index: usize,
+    pub publishers: usize,
+    pub talkers: usize,
+}
+
+impl Talk {
+    /// Talking all the time.
+    pub fn always() -> Self {
+        Self {
+            index: 0,
+            publishers: 1,
+            talkers: 1,
+        }
+    }
+
+    /// Whether this publisher talks `since` the schedule started.
+    fn talking(&self, since: Duration) -> bool {
+        if self.talkers >= self.publishers {
+            return true;
+        }
+        let turn = (since.as_millis() / TURN.as_millis()) as usize;
+        let first = (turn * self.talkers) % self.publishers;
+        (self.index + self.publishers - first) % self.publishers < self.talkers
+    }
+}
+
 /// One packet to send.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -61,6 +99,7 @@ pub struct Outgoing {
 /// The sending schedule of one publisher.
 pub struct Source {
     audio: bool,
+    talk: Talk,
     layers: Vec<LayerPlan>,
     base: Instant,
     start: Instant,
@@ -74,11 +113,12 @@ pub struct Source {
 }
 
 impl Source {
-    /// A publisher that sends audio (if `audio`) and the given video layers
-    /// from `now`; stamps count from `base`.
-    pub fn new(audio: bool, layers: Vec<LayerPlan>, base: Instant, now: Instant) -> Self {
+    /// A publisher that sends audio (if `audio`, talking as `talk` says)
+    /// and the given video layers from `now`; stamps count from `base`.
+    pub fn new(audio: bool, talk: Talk, layers: Vec<LayerPlan>, base: Instant, now: Instant) -> Self {
         Self {
             audio,
+            talk,
             layers,
             base,
             start: now,
@@ -134,16 +174,23 @@ impl Source {
         let micros = now.duration_since(self.base).as_micros() as u64;
         while self.audio && self.next_audio <= now {
             self.counter += 1;
+            let talking = self.talk.talking(AUDIO_EVERY * self.audio_n as u32);
             out.push(Outgoing {
                 cid: "audio",
                 rid: None,
                 layer: None,
                 timestamp: (self.audio_n * 960) as u32,
                 marker: false,
-                audio_level: Some(-25),
+                audio_level: Some(if talking { -25 } else { SILENCE }),
                 payload: audio_payload(AUDIO_BYTES, micros, self.counter),
             });
-            self.audio_n += 1;
+            // The next 20 ms slot while talking; in silence the 20th, or
+            // the first where talking starts again.
+            let mut step = 1;
+            while step < DTX_SLOTS && !self.talk.talking(AUDIO_EVERY * (self.audio_n + step) as u32) {
+                step += 1;
+            }
+            self.audio_n += step;
             self.next_audio = self.start + AUDIO_EVERY * self.audio_n as u32;
         }
         while !self.layers.is_empty() && self.next_frame <= now {
@@ -183,7 +230,7 @@ mod tests {
     #[test]
     fn one_second_has_the_planned_rates() {
         let t0 = Instant::now();
-        let mut s = Source::new(true, SIMULCAST.to_vec(), t0, t0);
+        let mut s = Source::new(true, Talk::always(), SIMULCAST.to_vec(), t0, t0);
         let mut all = Vec::new();
         let mut now = t0;
         while now < t0 + Duration::from_secs(1) {
@@ -210,13 +257,62 @@ mod tests {
         assert_eq!(first.payload[4] & 0x01, 0);
     }
 
+    /// Ten publishers taking turns with one talker: each talks one turn in
+    /// ten at 50 packets/s and is otherwise silent at 2.5 packets/s; one
+    /// talks at any moment; timestamps keep pace with the clock.
+    #[test]
+    fn publishers_take_turns_and_are_otherwise_silent() {
+        let t0 = Instant::now();
+        let total = TURN * 10;
+        let mut sources: Vec<Source> = (0..10)
+            .map(|index| {
+                let talk = Talk {
+                    index,
+                    publishers: 10,
+                    talkers: 1,
+                };
+                Source::new(true, talk, Vec::new(), t0, t0)
+            })
+            .collect();
+        let mut sent: Vec<Vec<(Instant, Outgoing)>> = (0..10).map(|_| Vec::new()).collect();
+        let mut now = t0;
+        while now < t0 + total {
+            for (i, s) in sources.iter_mut().enumerate() {
+                sent[i].extend(s.due(now).into_iter().map(|o| (now, o)));
+            }
+            now += Duration::from_millis(5);
+        }
+        for (i, packets) in sent.iter().enumerate() {
+            let loud = packets.iter().filter(|(_, o)| o.audio_level == Some(-25)).count();
+            assert_eq!(loud, 100, "publisher {i} talked {loud} packets");
+            let silent = packets.len() - loud;
+            assert!(
+                (44..=47).contains(&silent),
+                "publisher {i}: {silent} silent packets"
+            );
+            for (at, o) in packets {
+                let ms = u64::from(o.timestamp) / 48;
+                let elapsed = at.duration_since(t0).as_millis() as u64;
+                assert!(
+                    elapsed.abs_diff(ms) <= 5,
+                    "publisher {i}: timestamp {ms} ms at {elapsed} ms"
+                );
+            }
+        }
+        for turn in 0..10u32 {
+            let at = TURN * turn + TURN / 2;
+            let talking = sources.iter().filter(|s| s.talk.talking(at)).count();
+            assert_eq!(talking, 1, "turn {turn}");
+        }
+    }
+
     /// Audio is told from video by its size alone, on every layer and
     /// for keyframes too.
     #[test]
     fn audio_payloads_have_a_size_no_video_payload_has() {
         let t0 = Instant::now();
         for layers in [SIMULCAST.to_vec(), vec![SIMULCAST[0]], vec![SIMULCAST[2]]] {
-            let mut s = Source::new(true, layers, t0, t0);
+            let mut s = Source::new(true, Talk::always(), layers, t0, t0);
             let mut now = t0;
             let (mut audio, mut video) = (0, 0);
             while now < t0 + Duration::from_secs(4) {
