@@ -955,12 +955,25 @@ impl MediaCore {
 
     fn drain(&mut self, id: PeerId) {
         let mut due_now = 0;
-        let budget = match self.peers.get_mut(&id) {
-            Some(p) => MAX_DUE_NOW_ROUNDS + 2 * std::mem::take(&mut p.unsent),
+        let mut unsent = match self.peers.get_mut(&id) {
+            Some(p) => std::mem::take(&mut p.unsent),
             None => return,
         };
+        let budget = MAX_DUE_NOW_ROUNDS + 2 * unsent;
+        // str0m's pacer releases a written packet only after a round of its
+        // timers, and asks for another round as soon as it released one.
+        // For the packets written since the last drain that round runs
+        // before the poll, rather than after a poll that would only
+        // announce it.
+        let mut timers_first = unsent > 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else { return };
+            if std::mem::take(&mut timers_first) && due_now < budget {
+                due_now += 1;
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                    tracing::debug!(peer = %id, error = %e, "timeout handling failed");
+                }
+            }
             match p.rtc.poll_output() {
                 Ok(RtcOutput::Timeout(t)) => {
                     // A timer already due (the pacer releasing a packet just
@@ -986,6 +999,10 @@ impl MediaCore {
                     return;
                 }
                 Ok(RtcOutput::Transmit(t)) => {
+                    if unsent > 0 {
+                        unsent -= 1;
+                        timers_first = true;
+                    }
                     let contents: Vec<u8> = t.contents.into();
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += contents.len() as u64;
