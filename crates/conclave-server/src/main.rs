@@ -29,13 +29,13 @@ use conclave_signal::{RoomSettings, Sfu, SfuConfig};
 use conclave_token::{ApiKey, ApiSecret, Claims, Verifier, VideoGrant};
 use tracing_subscriber::EnvFilter;
 
+use crate::config::Config;
+
 /// jemalloc hands memory freed after a burst (a join storm) back to the
 /// system within seconds; the system allocator keeps much of it resident.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-use crate::config::Config;
 
 #[derive(Parser)]
 #[command(name = "conclave", version, about = "Confidential video conferencing server")]
