@@ -12,6 +12,7 @@ mod rtc;
 mod setup;
 mod twirp;
 mod web;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +14,13 @@ use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as lk;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::AppState;
+use crate::websocket::{self, Socket, Upgrade};
 
 /// Largest signalling message accepted from a client.
 const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
@@ -193,7 +197,7 @@ pub(crate) async fn connect(
     State(state): State<AppState>,
     Query(params): Query<Params>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let join = match join_params(&state, &params, &headers).await {
         Ok(j) => j,
@@ -213,19 +217,16 @@ pub(crate) async fn connect(
     } else {
         None
     };
-    ws.max_message_size(MAX_SIGNAL_MESSAGE)
-        .max_frame_size(MAX_SIGNAL_MESSAGE)
-        .read_buffer_size(SIGNAL_READ_BUFFER)
-        .on_upgrade(move |socket| session(state, socket, join, reconnect, resume))
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_SIGNAL_MESSAGE))
+        .max_frame_size(Some(MAX_SIGNAL_MESSAGE))
+        .read_buffer_size(SIGNAL_READ_BUFFER);
+    ws.on_upgrade(config, move |socket| {
+        session(state, socket, join, reconnect, resume)
+    })
 }
 
-async fn session(
-    state: AppState,
-    socket: WebSocket,
-    join: JoinParams,
-    reconnect: bool,
-    resume: Option<Resume>,
-) {
+async fn session(state: AppState, socket: Socket, join: JoinParams, reconnect: bool, resume: Option<Resume>) {
     let (mut sink, stream) = socket.split();
     // The room's engine: a resumed session is always the same room.
     let engine = state.engines.for_room(&join.room).clone();
@@ -242,7 +243,7 @@ async fn session(
                 lk::DisconnectReason::StateMismatch,
                 lk::leave_request::Action::Reconnect,
             );
-            let _ = sink.send(Message::Binary(leave.into())).await;
+            let _ = websocket::send_binary(&mut sink, leave).await;
             let _ = sink.send(Message::Close(None)).await;
             return;
         }
@@ -257,10 +258,10 @@ async fn session(
                 lk::DisconnectReason::JoinFailure,
                 lk::leave_request::Action::Disconnect,
             );
-            let _ = sink.send(Message::Binary(leave.into())).await;
+            let _ = websocket::send_binary(&mut sink, leave).await;
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {
-                    code: 1008,
+                    code: CloseCode::Policy,
                     reason: e.to_string().into(),
                 })))
                 .await;
@@ -271,8 +272,8 @@ async fn session(
     pump(&engine, conn, sink, stream, rx).await;
 }
 
-type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
-type WsStream = futures_util::stream::SplitStream<WebSocket>;
+type WsSink = futures_util::stream::SplitSink<Socket, Message>;
+type WsStream = futures_util::stream::SplitStream<Socket>;
 
 /// Carries messages both ways until either side closes.
 async fn pump(
@@ -286,7 +287,7 @@ async fn pump(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(ConnOut::Message(m)) => {
-                    if sink.send(Message::Binary(m.encode_to_vec().into())).await.is_err() {
+                    if websocket::send_binary(&mut sink, m.encode_to_vec()).await.is_err() {
                         break;
                     }
                 }
@@ -304,12 +305,12 @@ async fn pump(
                     }
                     Err(_) => {
                         tracing::info!("undecodable signalling message; closing");
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1007, reason: "invalid message".into() }))).await;
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Invalid, reason: "invalid message".into() }))).await;
                         break;
                     }
                 },
                 Some(Ok(Message::Text(_))) => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1003, reason: "binary protobuf expected".into() }))).await;
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Unsupported, reason: "binary protobuf expected".into() }))).await;
                     break;
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
