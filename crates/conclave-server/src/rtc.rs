@@ -26,10 +26,11 @@ use crate::websocket::{self, Socket, Upgrade};
 const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
 /// What a signalling connection reads at a time. The WebSocket library's
 /// default (128 KiB) is allocated and zero-filled per connection, the
-/// largest share of a participant's memory; client messages are small
-/// (an offer is a few KiB) and a larger one still arrives whole, since the
-/// buffer grows to the length its frame header announces.
-const SIGNAL_READ_BUFFER: usize = 4 * 1024;
+/// largest share of a participant's memory; client messages are mostly
+/// small (a ping, a candidate; an offer or answer is one to a few KiB) and
+/// a larger one still arrives whole, since the buffer grows to the length
+/// its frame header announces.
+const SIGNAL_READ_BUFFER: usize = 1024;
 
 /// Query parameters of a v0 connection.
 type Params = HashMap<String, String>;
@@ -221,13 +222,35 @@ pub(crate) async fn connect(
         .max_message_size(Some(MAX_SIGNAL_MESSAGE))
         .max_frame_size(Some(MAX_SIGNAL_MESSAGE))
         .read_buffer_size(SIGNAL_READ_BUFFER);
+    let join = Box::new(join);
     ws.on_upgrade(config, move |socket| {
         session(state, socket, join, reconnect, resume)
     })
 }
 
-async fn session(state: AppState, socket: Socket, join: JoinParams, reconnect: bool, resume: Option<Resume>) {
-    let (mut sink, stream) = socket.split();
+/// The session on an upgraded connection. The socket is split before the
+/// future is built, and the join's parameters arrive boxed: what a future
+/// captures stays in it for as long as it runs, and this one runs for the
+/// whole session.
+fn session(
+    state: AppState,
+    socket: Socket,
+    join: Box<JoinParams>,
+    reconnect: bool,
+    resume: Option<Resume>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (sink, stream) = socket.split();
+    run_session(state, sink, stream, join, reconnect, resume)
+}
+
+async fn run_session(
+    state: AppState,
+    mut sink: WsSink,
+    stream: WsStream,
+    join: Box<JoinParams>,
+    reconnect: bool,
+    resume: Option<Resume>,
+) {
     // The room's engine: a resumed session is always the same room.
     let engine = state.engines.for_room(&join.room).clone();
     let conn: ConnId = engine.new_conn();
@@ -250,7 +273,7 @@ async fn session(state: AppState, socket: Socket, join: JoinParams, reconnect: b
         pump(&engine, conn, sink, stream, rx).await;
         return;
     }
-    match engine.join(conn, Box::new(join), tx).await {
+    match engine.join(conn, join, tx).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::info!(error = %e, "join refused");

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Error, Message};
 pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// The longest frame the server writes.
-pub(crate) const FRAGMENT: usize = 4 * 1024;
+pub(crate) const FRAGMENT: usize = 1024;
 
 /// A request to upgrade to a WebSocket, checked.
 pub(crate) struct Upgrade {
