@@ -190,7 +190,12 @@ pub enum MediaEvent {
     /// ICE lost the peer; it may come back (network change) or not.
     Disconnected(PeerId),
     /// The peer failed for good (fatal protocol error) and was removed.
-    Failed(PeerId),
+    Failed {
+        peer: PeerId,
+        /// Subscribers that received its tracks: their connections need a
+        /// new offer.
+        renegotiate: Vec<PeerId>,
+    },
     /// A publisher's offer added a media section that sends to us.
     TrackAdded {
         peer: PeerId,
@@ -202,7 +207,12 @@ pub enum MediaEvent {
         rids: Vec<String>,
     },
     /// A publisher stopped sending on a media section.
-    TrackRemoved { peer: PeerId, mid: MediaId },
+    TrackRemoved {
+        peer: PeerId,
+        mid: MediaId,
+        /// Subscribers that received it: their connections need a new offer.
+        renegotiate: Vec<PeerId>,
+    },
     /// A data channel message arrived.
     Data {
         peer: PeerId,
@@ -353,6 +363,10 @@ struct Peer {
     pending_inactive: Vec<Mid>,
     /// An offer must follow once the outstanding one is answered.
     renegotiate: bool,
+    /// Sources with a track to this subscriber that no offer has carried
+    /// yet, so that an offer looks at those sources only and not at every
+    /// track of the process.
+    new_downtracks: Vec<(PeerId, Mid)>,
     /// RTP packets written since the connection was last drained: str0m's
     /// pacer lets each out only after a round of its timers.
     unsent: usize,
@@ -551,6 +565,7 @@ impl MediaCore {
             ice_restart: false,
             pending_inactive: Vec::new(),
             renegotiate: false,
+            new_downtracks: Vec::new(),
             unsent: 0,
         };
         if role == Role::Subscriber {
@@ -567,7 +582,9 @@ impl MediaCore {
 
 impl MediaCore {
     /// Removes a peer connection and everything routed to or from it.
-    pub fn remove_peer(&mut self, peer: PeerId) {
+    /// Returns the subscribers that received tracks it published: their
+    /// connections need a new offer.
+    pub fn remove_peer(&mut self, peer: PeerId) -> Vec<PeerId> {
         self.unoffered.remove(&peer);
         if let Some(mut p) = self.peers.remove(&peer) {
             p.rtc.disconnect();
@@ -576,14 +593,18 @@ impl MediaCore {
         self.by_ufrag.retain(|_, v| *v != peer);
         self.dirty.remove(&peer);
         let published: Vec<(PeerId, Mid)> = self.sources.keys().filter(|k| k.0 == peer).copied().collect();
+        let mut affected = Vec::new();
         for key in published {
-            self.remove_source(key);
+            affected.extend(self.remove_source(key));
         }
         for src in self.sources.values_mut() {
             src.downtracks.retain(|d| d.peer != peer);
         }
         self.downtrack_source.retain(|k, _| k.0 != peer);
         self.egress_seen.retain(|k, _| k.0 != peer);
+        affected.sort_unstable();
+        affected.dedup();
+        affected
     }
 
     /// Applies a client's offer and returns the answer.
@@ -644,7 +665,10 @@ impl MediaCore {
             api.set_direction(mid, Direction::Inactive);
         }
         let mut added = Vec::new();
-        for (key, src) in self.sources.iter_mut() {
+        for key in std::mem::take(&mut p.new_downtracks) {
+            let Some(src) = self.sources.get_mut(&key) else {
+                continue;
+            };
             for d in src
                 .downtracks
                 .iter_mut()
@@ -658,7 +682,7 @@ impl MediaCore {
                     None,
                 );
                 d.mid = Some(mid);
-                added.push((mid, *key));
+                added.push((mid, key));
             }
         }
         let applied = api.apply();
@@ -730,9 +754,7 @@ impl MediaCore {
         stream_id: &str,
         track_id: &str,
     ) -> Result<(), MediaError> {
-        if !self.peers.contains_key(&subscriber) {
-            return Err(MediaError::UnknownPeer);
-        }
+        let p = self.peers.get_mut(&subscriber).ok_or(MediaError::UnknownPeer)?;
         let key = (publisher, Mid::from(source_mid.as_str()));
         let src = self.sources.get_mut(&key).ok_or(MediaError::UnknownMedia)?;
         if src.downtracks.iter().any(|d| d.peer == subscriber) {
@@ -757,6 +779,7 @@ impl MediaCore {
             pt_map: HashMap::new(),
             started: false,
         });
+        p.new_downtracks.push(key);
         Ok(())
     }
 
@@ -1015,8 +1038,11 @@ impl MediaCore {
                 Ok(RtcOutput::Event(e)) => self.on_event(id, e),
                 Err(e) => {
                     tracing::info!(peer = %id, error = %e, "peer connection failed");
-                    self.remove_peer(id);
-                    self.out.push_back(Output::Event(MediaEvent::Failed(id)));
+                    let renegotiate = self.remove_peer(id);
+                    self.out.push_back(Output::Event(MediaEvent::Failed {
+                        peer: id,
+                        renegotiate,
+                    }));
                     return;
                 }
             }
@@ -1055,10 +1081,11 @@ impl MediaCore {
             Event::MediaChanged(c)
                 if !c.direction.is_receiving() && self.sources.contains_key(&(id, c.mid)) =>
             {
-                self.remove_source((id, c.mid));
+                let renegotiate = self.remove_source((id, c.mid));
                 self.emit(MediaEvent::TrackRemoved {
                     peer: id,
                     mid: c.mid.into(),
+                    renegotiate,
                 });
             }
             Event::RtpPacket(pkt) => self.forward(id, pkt),
@@ -1230,18 +1257,23 @@ impl MediaCore {
         });
     }
 
-    fn remove_source(&mut self, key: (PeerId, Mid)) {
+    /// Removes a published track; returns the subscribers whose connections
+    /// carried it.
+    fn remove_source(&mut self, key: (PeerId, Mid)) -> Vec<PeerId> {
         let Some(src) = self.sources.remove(&key) else {
-            return;
+            return Vec::new();
         };
+        let mut affected = Vec::new();
         for d in src.downtracks {
             if let Some(mid) = d.mid {
                 self.downtrack_source.remove(&(d.peer, mid));
                 if let Some(p) = self.peers.get_mut(&d.peer) {
                     p.pending_inactive.push(mid);
+                    affected.push(d.peer);
                 }
             }
         }
+        affected
     }
 
     /// Measures layer bit rates and shares each subscriber's estimated

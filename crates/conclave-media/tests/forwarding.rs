@@ -497,8 +497,20 @@ fn a_removed_publisher_stops_forwarding_and_renegotiates() {
     let (publisher, _) = offer_from_publisher(&mut w, &[MediaKind::Audio]);
     w.idle(Duration::from_millis(2000));
     let sub = subscribe_all(&mut w, publisher);
+    // A second subscriber that receives nothing of it.
+    let other = w.core.add_peer(w.now, Role::Subscriber);
+    assert!(
+        w.core.create_offer(other).expect("offer").is_some(),
+        "data channels"
+    );
     w.idle(Duration::from_millis(1000));
-    w.core.remove_peer(publisher);
+    // Only the connection that carried the publisher's track needs an offer.
+    assert_eq!(w.core.remove_peer(publisher), vec![sub]);
+    assert_eq!(
+        w.core.remove_peer(other),
+        Vec::new(),
+        "a listener's leave changes no one"
+    );
     // The subscriber's media section goes inactive in the next offer.
     let offer = w
         .core

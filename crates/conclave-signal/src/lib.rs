@@ -1151,22 +1151,14 @@ impl Sfu {
                     }
                 }
             }
-            MediaEvent::TrackRemoved { peer, mid } => {
-                let Some(sid) = self.by_peer.get(&peer).cloned() else {
-                    return;
-                };
-                let Some(p) = self.participants.get_mut(&sid) else {
-                    return;
-                };
-                let Some(track_sid) = p.track_by_mid(&mid).map(|t| t.sid.clone()) else {
-                    return;
-                };
-                p.tracks.remove(&track_sid);
-                p.version += 1;
-                let room = p.room.clone();
-                self.broadcast_participant(&sid, lk::participant_info::State::Active);
-                for o in self.room_members(&room) {
-                    if o != sid {
+            MediaEvent::TrackRemoved {
+                peer,
+                mid,
+                renegotiate,
+            } => {
+                self.forget_track(peer, &mid);
+                for peer in renegotiate {
+                    if let Some(o) = self.by_peer.get(&peer).cloned() {
                         self.negotiate_subscriber(&o);
                     }
                 }
@@ -1186,9 +1178,14 @@ impl Sfu {
                     p.media_lost_since.get_or_insert(at);
                 }
             }
-            MediaEvent::Failed(peer) => {
+            MediaEvent::Failed { peer, renegotiate } => {
                 if let Some(sid) = self.by_peer.get(&peer).cloned() {
                     self.remove_participant(&sid, lk::DisconnectReason::MediaFailure);
+                }
+                for peer in renegotiate {
+                    if let Some(o) = self.by_peer.get(&peer).cloned() {
+                        self.negotiate_subscriber(&o);
+                    }
                 }
             }
             MediaEvent::Data { peer, reliable, data } => self.relay_data(peer, reliable, &data),
@@ -1570,8 +1567,11 @@ impl Sfu {
         let Some(p) = self.participants.remove(sid) else {
             return;
         };
-        self.media.remove_peer(p.publisher);
-        self.media.remove_peer(p.subscriber);
+        // Only connections that carried what the participant published need
+        // a new offer: a room of 1000 asked every member's connection for
+        // one on every leave.
+        let mut affected = self.media.remove_peer(p.publisher);
+        affected.extend(self.media.remove_peer(p.subscriber));
         self.by_peer.remove(&p.publisher);
         self.by_peer.remove(&p.subscriber);
         if let Some(conn) = p.conn {
@@ -1607,9 +1607,27 @@ impl Sfu {
             info.tracks.clear();
             self.send_update_to_room(&p.room, sid, info, !p.tracks.is_empty());
         }
-        for o in self.room_members(&p.room) {
-            self.negotiate_subscriber(&o);
+        for peer in affected {
+            if let Some(o) = self.by_peer.get(&peer).cloned() {
+                self.negotiate_subscriber(&o);
+            }
         }
+    }
+
+    /// A publisher stopped sending a track: it leaves the participant's info.
+    fn forget_track(&mut self, peer: PeerId, mid: &conclave_media::MediaId) {
+        let Some(sid) = self.by_peer.get(&peer).cloned() else {
+            return;
+        };
+        let Some(p) = self.participants.get_mut(&sid) else {
+            return;
+        };
+        let Some(track_sid) = p.track_by_mid(mid).map(|t| t.sid.clone()) else {
+            return;
+        };
+        p.tracks.remove(&track_sid);
+        p.version += 1;
+        self.broadcast_participant(&sid, lk::participant_info::State::Active);
     }
 
     fn broadcast_participant(&mut self, sid: &ParticipantSid, state: lk::participant_info::State) {

@@ -1217,3 +1217,181 @@ fn a_listeners_rating_follows_its_news() {
         .collect();
     assert_eq!(mentions, vec!["news", "rating"]);
 }
+
+/// The subscriber offers sent to `conn`.
+fn offers(out: &Sent, conn: u64) -> Vec<String> {
+    msgs(out, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            Resp::Offer(o) => Some(o.sdp.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answers `offer` on `conn` with `client`'s connection, made on the first.
+fn answer(h: &mut Harness, conn: u64, client: &mut Option<str0m::Rtc>, offer: &str) {
+    let sdp = match client {
+        Some(rtc) => rtc
+            .sdp_api()
+            .accept_offer(str0m::change::SdpOffer::from_sdp_string(offer).expect("offer parses"))
+            .expect("client answers")
+            .to_sdp_string(),
+        None => {
+            let (c, sdp) = net::Client::answering(h.now().mono, offer);
+            *client = Some(c.rtc);
+            sdp
+        }
+    };
+    h.request(
+        conn,
+        Req::Answer(lk::SessionDescription {
+            r#type: "answer".into(),
+            sdp,
+            ..Default::default()
+        }),
+    )
+    .expect("answer accepted");
+}
+
+/// Ada publishes a microphone over the simulated network; bob receives it
+/// (his connection has answered the offer that carries it), cyd may not
+/// subscribe. Returns ada's client, on connection 1, and the microphone's
+/// media section; bob is on 2, cyd on 3.
+fn ada_publishes_to_bob(h: &mut Harness) -> (net::Client, str0m::media::Mid) {
+    use str0m::change::SdpAnswer;
+    use str0m::media::{Direction, MediaKind};
+    use str0m::{Candidate, Rtc};
+
+    let mic = Permissions {
+        sources: vec![TrackSource::Microphone],
+        ..Permissions::default()
+    };
+    h.join_with(1, "ada", mic).expect("join");
+    h.join(2, "bob");
+    let no_subscribe = Permissions {
+        can_subscribe: false,
+        ..Permissions::default()
+    };
+    h.join_with(3, "cyd", no_subscribe).expect("join");
+    let out = h.drain();
+    let mut clients = [None, None];
+    for (conn, client) in [2, 3].into_iter().zip(clients.iter_mut()) {
+        let first = offers(&out, conn);
+        assert_eq!(first.len(), 1, "conn {conn}: {first:?}");
+        answer(h, conn, client, &first[0]);
+    }
+
+    // Ada publishes a microphone: her offer carries the track, and her
+    // publisher connection comes up on the simulated network.
+    h.publish(1, lk::TrackSource::Microphone, lk::TrackType::Audio, "mic");
+    let mut rtc = Rtc::builder().build(h.now().mono);
+    rtc.add_local_candidate(Candidate::host(net::CLIENT, "udp").expect("candidate"));
+    let mut api = rtc.sdp_api();
+    let mic = api.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some("ada-stream".into()),
+        Some("mic".into()),
+        None,
+    );
+    let (offer, pending) = api.apply().expect("an offer");
+    h.request(
+        1,
+        Req::Offer(lk::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            ..Default::default()
+        }),
+    )
+    .expect("offer accepted");
+    let mut out = h.drain();
+    let sdp = msgs(&out, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Resp::Answer(a) => Some(a.sdp.clone()),
+            _ => None,
+        })
+        .expect("ada's answer");
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("answer parses"))
+        .expect("answer applies");
+    let mut ada = net::Client {
+        rtc,
+        events: Vec::new(),
+    };
+    for _ in 0..200 {
+        net::step(h, &mut ada, Duration::from_millis(10), &mut out);
+        if !offers(&out, 2).is_empty() {
+            break;
+        }
+    }
+    let bobs = offers(&out, 2);
+    assert_eq!(bobs.len(), 1, "bob is offered ada's track: {bobs:?}");
+    assert!(bobs[0].contains("m=audio"), "{}", bobs[0]);
+    assert!(offers(&out, 3).is_empty(), "cyd subscribes to nothing");
+    answer(h, 2, &mut clients[0], &bobs[0]);
+    h.drain();
+    (ada, mic)
+}
+
+/// When a publisher leaves, the connections that carried its tracks get an
+/// offer switching them off; a member who received none of them gets none.
+#[test]
+fn a_publishers_leave_renegotiates_its_subscribers_only() {
+    let mut h = Harness::new();
+    ada_publishes_to_bob(&mut h);
+    h.request(1, Req::Leave(lk::LeaveRequest::default()))
+        .expect("leave");
+    let out = h.drain();
+    let bobs = offers(&out, 2);
+    assert_eq!(bobs.len(), 1, "bob's connection is renegotiated: {bobs:?}");
+    assert!(
+        bobs[0].contains("a=inactive"),
+        "ada's section is not switched off:\n{}",
+        bobs[0]
+    );
+    assert!(offers(&out, 3).is_empty(), "cyd got an offer");
+}
+
+/// The same when the publisher stops sending one track.
+#[test]
+fn an_unpublished_track_renegotiates_its_subscribers_only() {
+    use str0m::change::SdpAnswer;
+    use str0m::media::Direction;
+
+    let mut h = Harness::new();
+    let (mut ada, mid) = ada_publishes_to_bob(&mut h);
+    let mut api = ada.rtc.sdp_api();
+    api.set_direction(mid, Direction::Inactive);
+    let (offer, pending) = api.apply().expect("an offer");
+    h.request(
+        1,
+        Req::Offer(lk::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            ..Default::default()
+        }),
+    )
+    .expect("offer accepted");
+    let out = h.drain();
+    let sdp = msgs(&out, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Resp::Answer(a) => Some(a.sdp.clone()),
+            _ => None,
+        })
+        .expect("ada's answer");
+    ada.rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("answer parses"))
+        .expect("answer applies");
+    let bobs = offers(&out, 2);
+    assert_eq!(bobs.len(), 1, "bob's connection is renegotiated: {bobs:?}");
+    assert!(
+        bobs[0].contains("a=inactive"),
+        "ada's section is not switched off:\n{}",
+        bobs[0]
+    );
+    assert!(offers(&out, 3).is_empty(), "cyd got an offer");
+}
