@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::AppState;
-use crate::websocket::{self, Socket, Upgrade};
+use crate::websocket::{self, Refusal, Socket, Upgrade};
 
 /// Largest signalling message accepted from a client.
 const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
@@ -34,18 +34,6 @@ const SIGNAL_READ_BUFFER: usize = 1024;
 
 /// Query parameters of a v0 connection.
 type Params = HashMap<String, String>;
-
-/// Why a connection was refused before the upgrade.
-pub(crate) struct Refusal {
-    status: StatusCode,
-    message: &'static str,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (self.status, self.message).into_response()
-    }
-}
 
 impl From<TokenError> for Refusal {
     fn from(e: TokenError) -> Self {

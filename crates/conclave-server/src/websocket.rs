@@ -38,21 +38,22 @@ pub(crate) struct Upgrade {
     on_upgrade: OnUpgrade,
 }
 
-/// Why a request is not a WebSocket upgrade.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct NotAnUpgrade {
-    status: StatusCode,
-    message: &'static str,
+/// Why a connection was refused before the upgrade: not a WebSocket
+/// request, or (in `rtc.rs`) no admission.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: &'static str,
 }
 
-impl IntoResponse for NotAnUpgrade {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         (self.status, self.message).into_response()
     }
 }
 
-fn refuse(status: StatusCode, message: &'static str) -> NotAnUpgrade {
-    NotAnUpgrade { status, message }
+fn refuse(status: StatusCode, message: &'static str) -> Refusal {
+    Refusal { status, message }
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -64,7 +65,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 /// The client's key, if the request asks for a WebSocket as RFC 6455 says.
-fn check(parts: &Parts) -> Result<HeaderValue, NotAnUpgrade> {
+fn check(parts: &Parts) -> Result<HeaderValue, Refusal> {
     if parts.version != Version::HTTP_11 {
         return Err(refuse(
             StatusCode::HTTP_VERSION_NOT_SUPPORTED,
@@ -94,9 +95,9 @@ fn check(parts: &Parts) -> Result<HeaderValue, NotAnUpgrade> {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
-    type Rejection = NotAnUpgrade;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, NotAnUpgrade> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Refusal> {
         let key = check(parts)?;
         let on_upgrade = parts
             .extensions

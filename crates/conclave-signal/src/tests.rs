@@ -1254,12 +1254,45 @@ fn answer(h: &mut Harness, conn: u64, client: &mut Option<str0m::Rtc>, offer: &s
     .expect("answer accepted");
 }
 
+/// Sends a publisher's offer on `conn` and applies the server's answer;
+/// returns everything the server sent meanwhile.
+fn offer_on(
+    h: &mut Harness,
+    conn: u64,
+    rtc: &mut str0m::Rtc,
+    (offer, pending): (str0m::change::SdpOffer, str0m::change::SdpPendingOffer),
+) -> Sent {
+    h.request(
+        conn,
+        Req::Offer(lk::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            ..Default::default()
+        }),
+    )
+    .expect("offer accepted");
+    let out = h.drain();
+    let sdp = msgs(&out, conn)
+        .into_iter()
+        .find_map(|m| match m {
+            Resp::Answer(a) => Some(a.sdp.clone()),
+            _ => None,
+        })
+        .expect("the server's answer");
+    rtc.sdp_api()
+        .accept_answer(
+            pending,
+            str0m::change::SdpAnswer::from_sdp_string(&sdp).expect("answer parses"),
+        )
+        .expect("answer applies");
+    out
+}
+
 /// Ada publishes a microphone over the simulated network; bob receives it
 /// (his connection has answered the offer that carries it), cyd may not
 /// subscribe. Returns ada's client, on connection 1, and the microphone's
 /// media section; bob is on 2, cyd on 3.
 fn ada_publishes_to_bob(h: &mut Harness) -> (net::Client, str0m::media::Mid) {
-    use str0m::change::SdpAnswer;
     use str0m::media::{Direction, MediaKind};
     use str0m::{Candidate, Rtc};
 
@@ -1295,27 +1328,8 @@ fn ada_publishes_to_bob(h: &mut Harness) -> (net::Client, str0m::media::Mid) {
         Some("mic".into()),
         None,
     );
-    let (offer, pending) = api.apply().expect("an offer");
-    h.request(
-        1,
-        Req::Offer(lk::SessionDescription {
-            r#type: "offer".into(),
-            sdp: offer.to_sdp_string(),
-            ..Default::default()
-        }),
-    )
-    .expect("offer accepted");
-    let mut out = h.drain();
-    let sdp = msgs(&out, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            Resp::Answer(a) => Some(a.sdp.clone()),
-            _ => None,
-        })
-        .expect("ada's answer");
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("answer parses"))
-        .expect("answer applies");
+    let changes = api.apply().expect("an offer");
+    let mut out = offer_on(h, 1, &mut rtc, changes);
     let mut ada = net::Client {
         rtc,
         events: Vec::new(),
@@ -1335,6 +1349,19 @@ fn ada_publishes_to_bob(h: &mut Harness) -> (net::Client, str0m::media::Mid) {
     (ada, mic)
 }
 
+/// Bob (connection 2) got one offer, switching ada's track off; cyd
+/// (connection 3) got none.
+fn ada_is_switched_off_for_bob_only(out: &Sent) {
+    let bobs = offers(out, 2);
+    assert_eq!(bobs.len(), 1, "bob's connection is renegotiated: {bobs:?}");
+    assert!(
+        bobs[0].contains("a=inactive"),
+        "ada's section is not switched off:\n{}",
+        bobs[0]
+    );
+    assert!(offers(out, 3).is_empty(), "cyd got an offer");
+}
+
 /// When a publisher leaves, the connections that carried its tracks get an
 /// offer switching them off; a member who received none of them gets none.
 #[test]
@@ -1344,54 +1371,19 @@ fn a_publishers_leave_renegotiates_its_subscribers_only() {
     h.request(1, Req::Leave(lk::LeaveRequest::default()))
         .expect("leave");
     let out = h.drain();
-    let bobs = offers(&out, 2);
-    assert_eq!(bobs.len(), 1, "bob's connection is renegotiated: {bobs:?}");
-    assert!(
-        bobs[0].contains("a=inactive"),
-        "ada's section is not switched off:\n{}",
-        bobs[0]
-    );
-    assert!(offers(&out, 3).is_empty(), "cyd got an offer");
+    ada_is_switched_off_for_bob_only(&out);
 }
 
 /// The same when the publisher stops sending one track.
 #[test]
 fn an_unpublished_track_renegotiates_its_subscribers_only() {
-    use str0m::change::SdpAnswer;
     use str0m::media::Direction;
 
     let mut h = Harness::new();
     let (mut ada, mid) = ada_publishes_to_bob(&mut h);
     let mut api = ada.rtc.sdp_api();
     api.set_direction(mid, Direction::Inactive);
-    let (offer, pending) = api.apply().expect("an offer");
-    h.request(
-        1,
-        Req::Offer(lk::SessionDescription {
-            r#type: "offer".into(),
-            sdp: offer.to_sdp_string(),
-            ..Default::default()
-        }),
-    )
-    .expect("offer accepted");
-    let out = h.drain();
-    let sdp = msgs(&out, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            Resp::Answer(a) => Some(a.sdp.clone()),
-            _ => None,
-        })
-        .expect("ada's answer");
-    ada.rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("answer parses"))
-        .expect("answer applies");
-    let bobs = offers(&out, 2);
-    assert_eq!(bobs.len(), 1, "bob's connection is renegotiated: {bobs:?}");
-    assert!(
-        bobs[0].contains("a=inactive"),
-        "ada's section is not switched off:\n{}",
-        bobs[0]
-    );
-    assert!(offers(&out, 3).is_empty(), "cyd got an offer");
+    let changes = api.apply().expect("an offer");
+    let out = offer_on(&mut h, 1, &mut ada.rtc, changes);
+    ada_is_switched_off_for_bob_only(&out);
 }
