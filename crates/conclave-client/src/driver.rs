@@ -68,6 +68,11 @@ const MAX_DUE_ROUNDS: usize = 4;
 /// pause between them.
 const RESUME_TRIES: u32 = 5;
 const RESUME_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a leaving client waits for the server to close the signalling
+/// connection. Closing the socket at once, with messages from the server
+/// still unread, resets it, and the kernel drops what the server had not
+/// read yet: the leave itself, on a busy server.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 type Signalling =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -169,6 +174,15 @@ pub async fn run<A: App>(
         };
         if leaving {
             let _ = ws.close(None).await;
+            // Read until the server's close (or the end of the stream).
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+            })
+            .await;
             return Ok(());
         }
         if app.done() {
