@@ -4,7 +4,8 @@
 //! subscriber's keyframe request reaches the publisher through the server,
 //! and the keyframe it sends in answer reaches the subscriber. With two
 //! media engines, rooms on either carry media. A signalling connection
-//! that drops is resumed.
+//! that drops is resumed; one the client closes is closed by the server
+//! in answer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -440,5 +441,44 @@ async fn publish_and_receive(server: &ServerProcess, room: &str) {
         [MediaKind::Audio, MediaKind::Video],
         "offered: {:?}",
         subscriber.offered
+    );
+}
+
+/// A client that closes its signalling connection gets the server's close
+/// in answer (RFC 6455, section 5.5.1), so it knows the server read
+/// everything it sent before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_a_close() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let bin = server_binary("debug").unwrap_or_else(|e| panic!("{e}"));
+    let server = ServerProcess::start(&bin, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let token = server.token("close", "ada").expect("token");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(conclave_client::driver::signalling_url(&server.url, &token))
+            .await
+            .expect("the signalling connection opens");
+    // The join response first.
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(Message::Binary(_))))),
+        "no join response: {first:?}"
+    );
+    ws.close(None).await.expect("close sent");
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return Ok(c),
+                Some(Ok(_)) => {}
+                other => return Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(answer, Ok(Ok(_))),
+        "the server did not answer the close: {answer:?}\n{}",
+        server.log()
     );
 }

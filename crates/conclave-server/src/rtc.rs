@@ -324,7 +324,12 @@ async fn pump(
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Unsupported, reason: "binary protobuf expected".into() }))).await;
                     break;
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) => {
+                    // Answer the client's close (RFC 6455, section 5.5.1).
+                    let _ = sink.close().await;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
         }
