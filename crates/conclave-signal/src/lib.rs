@@ -1157,11 +1157,7 @@ impl Sfu {
                 renegotiate,
             } => {
                 self.forget_track(peer, &mid);
-                for peer in renegotiate {
-                    if let Some(o) = self.by_peer.get(&peer).cloned() {
-                        self.negotiate_subscriber(&o);
-                    }
-                }
+                self.renegotiate(renegotiate);
             }
             MediaEvent::Connected(peer) => {
                 if let Some(sid) = self.by_peer.get(&peer).cloned()
@@ -1182,11 +1178,7 @@ impl Sfu {
                 if let Some(sid) = self.by_peer.get(&peer).cloned() {
                     self.remove_participant(&sid, lk::DisconnectReason::MediaFailure);
                 }
-                for peer in renegotiate {
-                    if let Some(o) = self.by_peer.get(&peer).cloned() {
-                        self.negotiate_subscriber(&o);
-                    }
-                }
+                self.renegotiate(renegotiate);
             }
             MediaEvent::Data { peer, reliable, data } => self.relay_data(peer, reliable, &data),
             MediaEvent::DowntrackPaused {
@@ -1533,6 +1525,16 @@ impl Sfu {
     }
 
     /// Sends the subscriber connection a new offer if anything changed.
+    /// Offers anew to the subscriber connections `peers` (a track they
+    /// carried went away).
+    fn renegotiate(&mut self, peers: Vec<PeerId>) {
+        for peer in peers {
+            if let Some(sid) = self.by_peer.get(&peer).cloned() {
+                self.negotiate_subscriber(&sid);
+            }
+        }
+    }
+
     fn negotiate_subscriber(&mut self, sid: &ParticipantSid) {
         let Some(p) = self.participants.get(sid) else {
             return;
@@ -1607,11 +1609,7 @@ impl Sfu {
             info.tracks.clear();
             self.send_update_to_room(&p.room, sid, info, !p.tracks.is_empty());
         }
-        for peer in affected {
-            if let Some(o) = self.by_peer.get(&peer).cloned() {
-                self.negotiate_subscriber(&o);
-            }
-        }
+        self.renegotiate(affected);
     }
 
     /// A publisher stopped sending a track: it leaves the participant's info.
