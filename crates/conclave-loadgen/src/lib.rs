@@ -168,9 +168,11 @@ pub struct Report {
     /// Payload bits per second, all receivers together.
     pub received_mbit_s: f64,
     /// CPU time of the target over the measured window, and its memory at
-    /// the window's end.
+    /// the window's end: all resident, and its own (without its program's
+    /// file pages).
     pub server_cpu_seconds: f64,
     pub server_rss_kib: u64,
+    pub server_anon_kib: u64,
     /// Packets received per target CPU-second: the figure of merit.
     pub packets_per_cpu_second: f64,
     /// CPU time of this program over the window: near `seconds` when it
@@ -420,6 +422,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
     let cost = Cost {
         cpu,
         rss_kib: after.target.rss_kib,
+        anon_kib: after.target.anon_kib,
         own_cpu,
         other_cpu: (after.busy - before.busy - cpu - own_cpu).max(0.0),
         target_drops: after.drops.saturating_sub(before.drops),
@@ -434,6 +437,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
 struct Cost {
     cpu: f64,
     rss_kib: u64,
+    anon_kib: u64,
     own_cpu: f64,
     other_cpu: f64,
     target_drops: u64,
@@ -502,6 +506,7 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         received_mbit_s: bytes as f64 * 8.0 / cfg.seconds / 1e6,
         server_cpu_seconds: cpu,
         server_rss_kib: rss_kib,
+        server_anon_kib: cost.anon_kib,
         packets_per_cpu_second: if cpu > 0.0 { packets as f64 / cpu } else { 0.0 },
         loadgen_cpu_seconds: own_cpu,
         other_cpu_seconds: cost.other_cpu,
@@ -536,12 +541,13 @@ fn talkers(cfg: &RunConfig, publishers: usize) -> usize {
 }
 
 /// The reports as a table. Loss above 0.1% is marked with `!`; `a p99 us`
-/// is the delay of audio packets alone; `lg cpu`
-/// is the load generator's CPU time, `other` that of the rest of the
+/// is the delay of audio packets alone; `rss MiB` the target's resident
+/// memory, `anon MiB` the part of it that is not its program file's;
+/// `lg cpu` is the load generator's CPU time, `other` that of the rest of the
 /// machine, `drops` the datagrams the target's socket dropped.
 pub fn table(reports: &[Report]) -> String {
     let mut s = format!(
-        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>12}\n",
+        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>12}\n",
         "target",
         "scenario",
         "n",
@@ -556,6 +562,7 @@ pub fn table(reports: &[Report]) -> String {
         "Mbit/s",
         "cpu s",
         "rss MiB",
+        "anon MiB",
         "lg cpu",
         "other",
         "drops",
@@ -564,7 +571,7 @@ pub fn table(reports: &[Report]) -> String {
     for r in reports {
         let loss = format!("{:.3}{}", r.loss_percent, if r.valid { "" } else { "!" });
         s.push_str(&format!(
-            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>12.0}\n",
+            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>12.0}\n",
             r.target.name(),
             label(r),
             r.participants,
@@ -579,6 +586,7 @@ pub fn table(reports: &[Report]) -> String {
             r.received_mbit_s,
             r.server_cpu_seconds,
             r.server_rss_kib as f64 / 1024.0,
+            r.server_anon_kib as f64 / 1024.0,
             r.loadgen_cpu_seconds,
             r.other_cpu_seconds,
             r.target_socket_drops,
@@ -637,6 +645,7 @@ mod tests {
         let cost = Cost {
             cpu: 0.5,
             rss_kib: 1024,
+            anon_kib: 512,
             own_cpu: 0.2,
             ..Cost::default()
         };

@@ -494,6 +494,7 @@ mod tests {
             received_mbit_s: 0.1,
             server_cpu_seconds: 0.1,
             server_rss_kib: 1,
+            server_anon_kib: 1,
             packets_per_cpu_second: figure,
             loadgen_cpu_seconds: 0.1,
             other_cpu_seconds: 0.0,

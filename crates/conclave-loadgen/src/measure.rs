@@ -84,10 +84,15 @@ pub fn percentile(v: &mut [u64], p: f64) -> u64 {
 pub struct ProcUsage {
     pub cpu_seconds: f64,
     pub rss_kib: u64,
+    /// The resident memory that is the process's own (`RssAnon`): its heap
+    /// and stacks, without the pages of its program file, which the page
+    /// cache holds or drops independently of the load.
+    pub anon_kib: u64,
 }
 
 /// Reads `/proc/<pid>/stat` (user + system time) and `/proc/<pid>/status`
-/// (VmRSS). `None` when the process is gone or the files are not Linux's.
+/// (VmRSS, RssAnon). `None` when the process is gone or the files are not
+/// Linux's.
 pub fn proc_usage(pid: u32) -> Option<ProcUsage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -97,17 +102,22 @@ pub fn proc_usage(pid: u32) -> Option<ProcUsage> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     // The kernel's USER_HZ is 100 on every Linux this runs on.
     Some(ProcUsage {
         cpu_seconds: (utime + stime) as f64 / 100.0,
-        rss_kib,
+        rss_kib: status_kib(&status, "VmRSS:"),
+        anon_kib: status_kib(&status, "RssAnon:"),
     })
+}
+
+/// A `kB` field of `/proc/<pid>/status`; 0 when it is missing.
+fn status_kib(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The machine's UDP counters that say a datagram was lost in this host:
@@ -213,6 +223,15 @@ mod tests {
     fn this_process_has_cpu_time_and_memory() {
         let u = proc_usage(std::process::id()).expect("/proc of this process");
         assert!(u.rss_kib > 0);
+        assert!(u.anon_kib > 0 && u.anon_kib <= u.rss_kib, "{u:?}");
         assert!(proc_usage(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn status_fields_are_read_by_name() {
+        let status = "Name:\tconclave\nVmRSS:\t  130000 kB\nRssAnon:\t  108000 kB\nRssFile:\t 22000 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), 130_000);
+        assert_eq!(status_kib(status, "RssAnon:"), 108_000);
+        assert_eq!(status_kib(status, "RssShmem:"), 0);
     }
 }

@@ -102,6 +102,7 @@ fn every_scenario_runs_against_every_target() {
                 "join_p50_ms",
                 "server_cpu_seconds",
                 "server_rss_kib",
+                "server_anon_kib",
                 "packets_per_cpu_second",
                 "loadgen_cpu_seconds",
             ] {
