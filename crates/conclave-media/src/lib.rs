@@ -340,7 +340,10 @@ pub struct MediaCore {
 }
 
 struct Peer {
-    rtc: Rtc,
+    /// Boxed apart from the rest: with str0m's `Rtc` (about 10 KiB) inline
+    /// a connection was 10 384 bytes, just over jemalloc's 10 KiB size
+    /// class, and took 12 KiB; apart, the two take 10.3 KiB.
+    rtc: Box<Rtc>,
     role: Role,
     /// The outstanding offer and its SDP, kept only until it is answered: a
     /// subscriber's offer lists every track it receives.
@@ -550,7 +553,7 @@ impl MediaCore {
             }
         }
         let mut peer = Peer {
-            rtc,
+            rtc: Box::new(rtc),
             role,
             pending_offer: None,
             connected: false,

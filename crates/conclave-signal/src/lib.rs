@@ -153,7 +153,9 @@ pub struct Sfu {
     config: SfuConfig,
     media: MediaCore,
     rooms: HashMap<RoomName, Room>,
-    participants: HashMap<ParticipantSid, Participant>,
+    /// Boxed: a participant is about 700 bytes, and a map holds its values
+    /// in every spare slot of a table that doubles as it grows.
+    participants: HashMap<ParticipantSid, Box<Participant>>,
     by_conn: HashMap<ConnId, ParticipantSid>,
     by_peer: HashMap<PeerId, ParticipantSid>,
     out: VecDeque<Output>,
@@ -252,7 +254,7 @@ impl Sfu {
         self.by_conn.insert(conn, sid.clone());
         self.by_peer.insert(publisher, sid.clone());
         self.by_peer.insert(subscriber, sid.clone());
-        self.participants.insert(sid.clone(), p);
+        self.participants.insert(sid.clone(), Box::new(p));
         let room = self
             .rooms
             .get_mut(&params.room)
@@ -1801,7 +1803,10 @@ impl Sfu {
     }
 
     fn participant(&self, sid: &ParticipantSid) -> Result<&Participant, SignalError> {
-        self.participants.get(sid).ok_or(SignalError::ParticipantNotFound)
+        self.participants
+            .get(sid)
+            .map(|p| &**p)
+            .ok_or(SignalError::ParticipantNotFound)
     }
 
     fn find(&self, room: &RoomName, identity: &ParticipantIdentity) -> Result<ParticipantSid, SignalError> {
