@@ -249,6 +249,7 @@ impl Sfu {
             client_protocol: params.client_protocol,
             kind: params.kind as i32,
             quality: None,
+            ratings_sent: false,
             news_seen,
         };
         self.by_conn.insert(conn, sid.clone());
@@ -362,6 +363,7 @@ impl Sfu {
         let old = p.conn.replace(conn);
         p.last_ping = now.mono;
         p.news_seen = self.rooms.get(room).map_or(0, |r| r.news_seq);
+        p.ratings_sent = false;
         let subscriber = p.subscriber;
         if let Some(old) = old {
             self.by_conn.remove(&old);
@@ -1313,7 +1315,8 @@ impl Sfu {
     }
 
     /// Tells everyone in a room how good each participant's connection is,
-    /// when a rating changes.
+    /// when a rating changes; a connection new to the room (joined or
+    /// resumed) gets every rating once, as the others already have them.
     fn update_connection_quality(&mut self, now: Instant) {
         let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
         for name in rooms {
@@ -1329,9 +1332,9 @@ impl Sfu {
                 ];
                 let (quality, score) = rate_connection(&links, p.media_lost_since.is_some(), now);
                 if let Some(p) = self.participants.get_mut(sid)
-                    && p.quality != Some(quality)
+                    && p.quality.map(|(q, _)| q) != Some(quality)
                 {
-                    p.quality = Some(quality);
+                    p.quality = Some((quality, score));
                     if !p.permissions.hidden {
                         changed.push(lk::ConnectionQualityInfo {
                             participant_sid: sid.to_string(),
@@ -1341,15 +1344,46 @@ impl Sfu {
                     }
                 }
             }
+            let mut newcomers = Vec::new();
+            let mut others = Vec::new();
+            for sid in &members {
+                let Some(p) = self.participants.get_mut(sid) else {
+                    continue;
+                };
+                let Some(conn) = p.conn else { continue };
+                if std::mem::replace(&mut p.ratings_sent, true) {
+                    others.push(conn);
+                } else {
+                    newcomers.push(conn);
+                }
+            }
+            if !newcomers.is_empty() {
+                let all: Vec<lk::ConnectionQualityInfo> = members
+                    .iter()
+                    .filter_map(|s| self.participants.get(s))
+                    .filter(|p| !p.permissions.hidden)
+                    .filter_map(|p| {
+                        let (quality, score) = p.quality?;
+                        Some(lk::ConnectionQualityInfo {
+                            participant_sid: p.sid.to_string(),
+                            quality: quality as i32,
+                            score,
+                        })
+                    })
+                    .collect();
+                if !all.is_empty() {
+                    for conn in newcomers {
+                        self.send(
+                            conn,
+                            Resp::ConnectionQuality(lk::ConnectionQualityUpdate { updates: all.clone() }),
+                        );
+                    }
+                }
+            }
             if changed.is_empty() {
                 continue;
             }
-            let conns: Vec<ConnId> = members
-                .iter()
-                .filter_map(|s| self.participants.get(s))
-                .filter_map(|p| p.conn)
-                .collect();
-            for conn in conns {
+            for conn in others {
                 self.send(
                     conn,
                     Resp::ConnectionQuality(lk::ConnectionQualityUpdate {

@@ -189,8 +189,12 @@ pub(crate) struct Participant {
     pub media_lost_since: Option<Instant>,
     pub client_protocol: i32,
     pub kind: i32,
-    /// The connection rating last announced.
-    pub quality: Option<lk::ConnectionQuality>,
+    /// The connection rating last announced, and its score.
+    pub quality: Option<(lk::ConnectionQuality, f32)>,
+    /// Whether this signalling connection has had every rating of the room
+    /// since it joined or resumed; until then the next round sends it all
+    /// of them, not just those that changed.
+    pub ratings_sent: bool,
     /// The room's `news_seq` when this participant last got the whole
     /// roster (joining, resuming): older news is in it.
     pub news_seen: u64,

@@ -1218,6 +1218,61 @@ fn a_listeners_rating_follows_its_news() {
     assert_eq!(mentions, vec!["news", "rating"]);
 }
 
+/// The participants whose ratings reached `conn`.
+fn rated(out: &Sent, conn: u64) -> Vec<String> {
+    msgs(out, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            Resp::ConnectionQuality(q) => Some(q.updates.iter().map(|u| u.participant_sid.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// A newcomer gets the ratings the others already have (they are sent
+/// again only when they change), and so does a connection that resumes;
+/// the others get only what changed.
+#[test]
+fn a_newcomer_gets_the_ratings_already_given() {
+    let mut h = Harness::new();
+    let ada = h.join(1, "ada");
+    h.tick_and_drain();
+    let bob = h.join(2, "bob");
+    let out = h.tick_and_drain();
+    let to_bob = rated(&out, 2);
+    assert!(
+        to_bob.contains(&ada.to_string()),
+        "bob never learns ada's rating: {to_bob:?}"
+    );
+    assert!(to_bob.contains(&bob.to_string()));
+    assert_eq!(
+        rated(&out, 1),
+        vec![bob.to_string()],
+        "ada is told again what she knows"
+    );
+    let out = h.tick_and_drain();
+    assert!(
+        rated(&out, 1).is_empty() && rated(&out, 2).is_empty(),
+        "unchanged ratings were sent again"
+    );
+
+    let now = h.now();
+    h.sfu.handle_disconnect(now, ConnId(2));
+    let room = Harness::room();
+    let identity = ParticipantIdentity::new("bob").expect("id");
+    h.sfu
+        .handle_resume(now, ConnId(3), &bob, &room, &identity)
+        .expect("resume");
+    let out = h.tick_and_drain();
+    let to_resumed = rated(&out, 3);
+    assert!(
+        to_resumed.contains(&ada.to_string()) && to_resumed.contains(&bob.to_string()),
+        "the resumed connection lacks ratings: {to_resumed:?}"
+    );
+    assert!(rated(&out, 1).is_empty());
+}
+
 /// The subscriber offers sent to `conn`.
 fn offers(out: &Sent, conn: u64) -> Vec<String> {
     msgs(out, conn)
