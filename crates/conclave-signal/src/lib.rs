@@ -1482,6 +1482,15 @@ impl Sfu {
         }
         let bytes = packet.encode_to_vec();
         let room = p.room.clone();
+        // A client attributes data only to participants it knows: news of
+        // the sender still waiting for the tick goes out first.
+        if self
+            .rooms
+            .get(&room)
+            .is_some_and(|r| r.pending_updates.iter().any(|u| u.subject == sid))
+        {
+            self.flush_room_updates(&room);
+        }
         for o in self.room_members(&room) {
             if o == sid {
                 continue;
@@ -1748,27 +1757,32 @@ impl Sfu {
             .map(|r| r.name.clone())
             .collect();
         for name in rooms {
-            let Some(r) = self.rooms.get_mut(&name) else {
-                continue;
-            };
-            let news = std::mem::take(&mut r.pending_updates);
-            let members: Vec<(ParticipantSid, ConnId, u64)> = r
-                .participants
+            self.flush_room_updates(&name);
+        }
+    }
+
+    /// Sends one room's waiting news (see [`Self::flush_updates`]).
+    fn flush_room_updates(&mut self, room: &RoomName) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let news = std::mem::take(&mut r.pending_updates);
+        let members: Vec<(ParticipantSid, ConnId, u64)> = r
+            .participants
+            .iter()
+            .filter_map(|s| {
+                let p = self.participants.get(s)?;
+                Some((s.clone(), p.conn?, p.news_seen))
+            })
+            .collect();
+        for (member, conn, seen) in members {
+            let participants: Vec<lk::ParticipantInfo> = news
                 .iter()
-                .filter_map(|s| {
-                    let p = self.participants.get(s)?;
-                    Some((s.clone(), p.conn?, p.news_seen))
-                })
+                .filter(|u| u.subject != member && u.seq > seen)
+                .map(|u| u.info.clone())
                 .collect();
-            for (member, conn, seen) in members {
-                let participants: Vec<lk::ParticipantInfo> = news
-                    .iter()
-                    .filter(|u| u.subject != member && u.seq > seen)
-                    .map(|u| u.info.clone())
-                    .collect();
-                if !participants.is_empty() {
-                    self.send(conn, Resp::Update(lk::ParticipantUpdate { participants }));
-                }
+            if !participants.is_empty() {
+                self.send(conn, Resp::Update(lk::ParticipantUpdate { participants }));
             }
         }
     }

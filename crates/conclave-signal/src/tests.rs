@@ -1218,6 +1218,44 @@ fn a_listeners_rating_follows_its_news() {
     assert_eq!(mentions, vec!["news", "rating"]);
 }
 
+/// Data from a newcomer whose news still waits for the tick sends that
+/// news first: a client attributes data only to participants it knows.
+#[test]
+fn a_newcomers_data_follows_its_news() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.tick_and_drain();
+    let bob = h.join(2, "bob");
+    let out = h.drain();
+    assert!(
+        updates(&out, 1).iter().all(|p| p.sid != bob.to_string()),
+        "the news of bob did not wait for the tick"
+    );
+    let chat = lk::DataPacket {
+        kind: lk::data_packet::Kind::Reliable as i32,
+        value: Some(lk::data_packet::Value::User(lk::UserPacket {
+            payload: b"hi".to_vec(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let peer = h.sfu.participants[&bob].publisher;
+    h.sfu.on_media_event(MediaEvent::Data {
+        peer,
+        reliable: true,
+        data: chat.encode_to_vec(),
+    });
+    let out = h.drain();
+    assert!(
+        updates(&out, 1).iter().any(|p| p.sid == bob.to_string()),
+        "bob's data went out before the news of bob"
+    );
+    assert!(
+        updates(&out, 2).iter().all(|p| p.sid != bob.to_string()),
+        "bob was told of himself"
+    );
+}
+
 /// The participants whose ratings reached `conn`.
 fn rated(out: &Sent, conn: u64) -> Vec<String> {
     msgs(out, conn)
