@@ -201,7 +201,30 @@ fn pip_install(module: &str, requirement: &str) -> Result<()> {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    // `cargo run` gives this program the variables of its own package;
+    // passed on, they differ from a plain `cargo build`'s, and build
+    // scripts that watch one (ring's watches CARGO_MANIFEST_DIR) make every
+    // build that alternates with a plain one rebuild the dependencies.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(runs_package_variable) {
+            c.env_remove(name);
+        }
+    }
     c
+}
+
+/// A variable `cargo run` sets for the package it runs.
+fn runs_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 fn serve(args: &[String]) -> Result<()> {
@@ -443,4 +466,30 @@ fn fuzz(args: &[String]) -> Result<()> {
             .current_dir(root().join("fuzz")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_package_variable;
+
+    #[test]
+    fn only_the_run_packages_variables_are_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(runs_package_variable(name), "{name} is passed on");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+            "CARGO_TERM_COLOR",
+        ] {
+            assert!(!runs_package_variable(name), "{name} is dropped");
+        }
+    }
 }
