@@ -1,13 +1,18 @@
 // Builds the web client into dist/: index.html, a hashed JS bundle and
 // stylesheet under assets/, and the static files from public/.
 // Usage: node build.mjs [--dev]   (--dev: unminified, with source maps)
+//
+// The build goes to a fresh directory first, and only files whose
+// contents changed are written to dist/: the server embeds dist/ and is
+// rebuilt when a file in it is touched, unchanged or not.
 import { build } from 'esbuild';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
-const dist = join(root, 'dist');
+const target = join(root, 'dist');
+const dist = join(root, 'dist.new');
 const dev = process.argv.includes('--dev');
 
 await rm(dist, { recursive: true, force: true });
@@ -69,5 +74,26 @@ const html = template.replaceAll('%APP_JS%', js).replaceAll('%APP_CSS%', css);
 if (html.includes('%APP_')) throw new Error('unreplaced placeholder in index.html');
 await writeFile(join(dist, 'index.html'), html);
 await cp(join(root, 'public'), dist, { recursive: true });
+await sync(dist, target);
+await rm(dist, { recursive: true, force: true });
 
-console.log(`built ${relative(root, dist)}/: index.html, ${js.slice(1)}, ${css.slice(1)}, ${workerUrl.slice(1)}`);
+console.log(`built ${relative(root, target)}/: index.html, ${js.slice(1)}, ${css.slice(1)}, ${workerUrl.slice(1)}`);
+
+/** Makes `to` hold what `from` holds, writing only files that differ. */
+async function sync(from, to) {
+  await mkdir(to, { recursive: true });
+  const have = new Set(await readdir(to));
+  for (const entry of await readdir(from, { withFileTypes: true })) {
+    have.delete(entry.name);
+    const src = join(from, entry.name);
+    const dst = join(to, entry.name);
+    if (entry.isDirectory()) {
+      await sync(src, dst);
+      continue;
+    }
+    const data = await readFile(src);
+    const old = await readFile(dst).catch(() => null);
+    if (old === null || !old.equals(data)) await writeFile(dst, data);
+  }
+  for (const name of have) await rm(join(to, name), { recursive: true, force: true });
+}
