@@ -382,7 +382,9 @@ struct Source {
     /// Smoothed audio level (linear, 0..1) from the RFC 6464 header extension.
     level: f32,
     last_level_at: Option<Instant>,
-    rids: Vec<Rid>,
+    /// Simulcast layers with their rank (see `rid_rank`), lowest first;
+    /// empty without simulcast.
+    ranked: Vec<(usize, Rid)>,
     /// Last time a packet arrived per layer (`None` = no simulcast).
     last_packet: HashMap<Option<Rid>, Instant>,
     last_keyframe_request: HashMap<Option<Rid>, Instant>,
@@ -1243,7 +1245,7 @@ impl MediaCore {
                 priority: 0,
                 level: 0.0,
                 last_level_at: None,
-                rids: rids.clone(),
+                ranked: rank_layers(&rids),
                 last_packet: HashMap::new(),
                 last_keyframe_request: HashMap::new(),
                 rates: HashMap::new(),
@@ -1324,16 +1326,15 @@ impl MediaCore {
                     others.push(alloc::Share::Uncounted);
                     continue;
                 }
-                if src.rids.is_empty() {
+                if src.ranked.is_empty() {
                     others.push(alloc::Share::Fixed(
                         src.rates.values().filter_map(|(_, r)| *r).sum::<u64>(),
                     ));
                     continue;
                 }
                 let mut layers = [None; 3];
-                for (pos, rid) in src.rids.iter().enumerate() {
-                    let idx = rid_rank(rid, pos).min(2);
-                    layers[idx] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
+                for (rank, rid) in &src.ranked {
+                    layers[(*rank).min(2)] = src.rates.get(&Some(*rid)).and_then(|(_, r)| *r);
                 }
                 demands.push((
                     src.priority,
@@ -1459,12 +1460,16 @@ impl MediaCore {
             return;
         }
         let mut keyframe_wanted = false;
+        // The layer for each wish, chosen once per packet (not per subscriber).
+        let mut choices: [Option<Option<Rid>>; 3] = [None; 3];
         for d in src.downtracks.iter_mut() {
             let Some(sub_mid) = d.mid else { continue };
             if !d.enabled || d.bwe_paused {
                 continue;
             }
-            let want = choose_layer(&src.rids, &src.last_packet, d.max_quality.min(d.bwe_cap), now);
+            let wish = d.max_quality.min(d.bwe_cap);
+            let want = *choices[wish as usize]
+                .get_or_insert_with(|| choose_layer(&src.ranked, &src.last_packet, wish, now));
             if d.current != Some(want) {
                 if rid != want {
                     continue;
@@ -1611,23 +1616,27 @@ fn rid_rank(rid: &Rid, position: usize) -> usize {
     }
 }
 
-/// The layer a subscriber should get: the best active layer not above its
-/// wish, else the lowest active layer, else the lowest layer.
-fn choose_layer(
-    rids: &[Rid],
-    last_packet: &HashMap<Option<Rid>, Instant>,
-    max_quality: Quality,
-    now: Instant,
-) -> Option<Rid> {
-    if rids.is_empty() {
-        return None;
-    }
+/// Simulcast layers with their rank, lowest first (layers of one rank in
+/// the order the publisher gave them).
+fn rank_layers(rids: &[Rid]) -> Vec<(usize, Rid)> {
     let mut ranked: Vec<(usize, Rid)> = rids
         .iter()
         .enumerate()
         .map(|(i, r)| (rid_rank(r, i), *r))
         .collect();
     ranked.sort_by_key(|(rank, _)| *rank);
+    ranked
+}
+
+/// The layer a subscriber should get: the best active layer not above its
+/// wish, else the lowest active layer, else the lowest layer. `ranked` is
+/// what `rank_layers` gives.
+fn choose_layer(
+    ranked: &[(usize, Rid)],
+    last_packet: &HashMap<Option<Rid>, Instant>,
+    max_quality: Quality,
+    now: Instant,
+) -> Option<Rid> {
     let active = |r: &Rid| {
         last_packet
             .get(&Some(*r))
@@ -1661,7 +1670,7 @@ mod tests {
             priority: 0,
             level: 0.0,
             last_level_at: None,
-            rids: layers.iter().filter_map(|(r, _)| *r).collect(),
+            ranked: rank_layers(&layers.iter().filter_map(|(r, _)| *r).collect::<Vec<_>>()),
             last_packet: layers.iter().map(|(r, _)| (*r, now)).collect(),
             last_keyframe_request: HashMap::new(),
             rates: layers.iter().map(|(r, bits)| (*r, (bits / 8, None))).collect(),
@@ -1890,21 +1899,40 @@ mod tests {
     #[test]
     fn layer_choice_follows_wish_and_activity() {
         let now = Instant::now();
-        let rids: Vec<Rid> = vec!["q".into(), "h".into(), "f".into()];
+        // Layers in an order other than their rank: ranked by name.
+        let rids: Vec<Rid> = vec!["f".into(), "q".into(), "h".into()];
+        let ranked = rank_layers(&rids);
+        assert_eq!(ranked, vec![(0, "q".into()), (1, "h".into()), (2, "f".into())]);
         let mut last = HashMap::new();
         // Nothing active yet: lowest.
-        assert_eq!(choose_layer(&rids, &last, Quality::High, now), Some("q".into()));
+        assert_eq!(choose_layer(&ranked, &last, Quality::High, now), Some("q".into()));
         for r in &rids {
             last.insert(Some(*r), now);
         }
-        assert_eq!(choose_layer(&rids, &last, Quality::High, now), Some("f".into()));
-        assert_eq!(choose_layer(&rids, &last, Quality::Medium, now), Some("h".into()));
-        assert_eq!(choose_layer(&rids, &last, Quality::Low, now), Some("q".into()));
+        assert_eq!(choose_layer(&ranked, &last, Quality::High, now), Some("f".into()));
+        assert_eq!(
+            choose_layer(&ranked, &last, Quality::Medium, now),
+            Some("h".into())
+        );
+        assert_eq!(choose_layer(&ranked, &last, Quality::Low, now), Some("q".into()));
         // The high layer stops (dynacast): fall back to the best active one.
         let later = now + Duration::from_secs(2);
         last.insert(Some("q".into()), later);
         last.insert(Some("h".into()), later);
-        assert_eq!(choose_layer(&rids, &last, Quality::High, later), Some("h".into()));
+        assert_eq!(
+            choose_layer(&ranked, &last, Quality::High, later),
+            Some("h".into())
+        );
+        // Only the high layer is active: a lower wish gets it rather than nothing.
+        let mut only_high = HashMap::new();
+        only_high.insert(Some("f".into()), now);
+        assert_eq!(
+            choose_layer(&ranked, &only_high, Quality::Low, now),
+            Some("f".into())
+        );
+        // Layers named otherwise rank by their position.
+        let other = rank_layers(&["a".into(), "b".into()]);
+        assert_eq!(other, vec![(0, "a".into()), (1, "b".into())]);
         // No simulcast.
         assert_eq!(choose_layer(&[], &last, Quality::High, now), None);
     }
