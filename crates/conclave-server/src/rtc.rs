@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::AppState;
-use crate::websocket::{self, Refusal, Socket, Upgrade};
+use crate::websocket::{self, Cork, Refusal, Socket, Upgrade};
 
 /// Largest signalling message accepted from a client.
 const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
@@ -31,6 +31,10 @@ const MAX_SIGNAL_MESSAGE: usize = 1 << 20;
 /// a larger one still arrives whole, since the buffer grows to the length
 /// its frame header announces.
 const SIGNAL_READ_BUFFER: usize = 1024;
+
+/// The most messages written to a client before a flush; more waiting
+/// ones go in the next batch, after the client's own messages had a turn.
+const MAX_BATCH: usize = 64;
 
 /// Query parameters of a v0 connection.
 type Params = HashMap<String, String>;
@@ -211,8 +215,8 @@ pub(crate) async fn connect(
         .max_frame_size(Some(MAX_SIGNAL_MESSAGE))
         .read_buffer_size(SIGNAL_READ_BUFFER);
     let join = Box::new(join);
-    ws.on_upgrade(config, move |socket| {
-        session(state, socket, join, reconnect, resume)
+    ws.on_upgrade(config, move |socket, cork| {
+        session(state, socket, cork, join, reconnect, resume)
     })
 }
 
@@ -223,18 +227,20 @@ pub(crate) async fn connect(
 fn session(
     state: AppState,
     socket: Socket,
+    cork: Cork,
     join: Box<JoinParams>,
     reconnect: bool,
     resume: Option<Resume>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (sink, stream) = socket.split();
-    run_session(state, sink, stream, join, reconnect, resume)
+    run_session(state, sink, stream, cork, join, reconnect, resume)
 }
 
 async fn run_session(
     state: AppState,
     mut sink: WsSink,
     stream: WsStream,
+    cork: Cork,
     join: Box<JoinParams>,
     reconnect: bool,
     resume: Option<Resume>,
@@ -258,7 +264,7 @@ async fn run_session(
             let _ = sink.send(Message::Close(None)).await;
             return;
         }
-        pump(&engine, conn, sink, stream, rx).await;
+        pump(&engine, conn, sink, stream, cork, rx).await;
         return;
     }
     match engine.join(conn, join, tx).await {
@@ -280,7 +286,7 @@ async fn run_session(
         }
         Err(_) => return,
     }
-    pump(&engine, conn, sink, stream, rx).await;
+    pump(&engine, conn, sink, stream, cork, rx).await;
 }
 
 type WsSink = futures_util::stream::SplitSink<Socket, Message>;
@@ -292,20 +298,13 @@ async fn pump(
     conn: ConnId,
     mut sink: WsSink,
     mut stream: WsStream,
+    cork: Cork,
     mut rx: mpsc::Receiver<ConnOut>,
 ) {
     loop {
         tokio::select! {
-            out = rx.recv() => match out {
-                Some(ConnOut::Message(m)) => {
-                    if websocket::send_binary(&mut sink, m.encode_to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ConnOut::Close) | None => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
+            out = rx.recv() => if !write_out(&mut sink, &cork, out, &mut rx).await {
+                break;
             },
             inbound = stream.next() => match inbound {
                 Some(Ok(Message::Binary(bytes))) => match lk::SignalRequest::decode(bytes.as_ref()) {
@@ -337,6 +336,47 @@ async fn pump(
     engine.disconnect(conn);
 }
 
+/// Writes `first` and what else is already waiting for the client (at
+/// most [`MAX_BATCH`] messages) to the corked connection, then flushes
+/// once, so that they leave together. False when the session is over.
+async fn write_out<S>(
+    sink: &mut S,
+    cork: &Cork,
+    first: Option<ConnOut>,
+    rx: &mut mpsc::Receiver<ConnOut>,
+) -> bool
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    cork.cork();
+    let mut next = first;
+    let mut written = 0;
+    loop {
+        match next {
+            Some(ConnOut::Message(m)) => {
+                if websocket::feed_binary(sink, m.encode_to_vec()).await.is_err() {
+                    return false;
+                }
+            }
+            Some(ConnOut::Close) | None => {
+                // Sending the close flushes what was written before it.
+                let _ = sink.send(Message::Close(None)).await;
+                return false;
+            }
+        }
+        written += 1;
+        if written == MAX_BATCH {
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+    }
+    sink.flush().await.is_ok()
+}
+
 fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action) -> Vec<u8> {
     lk::SignalResponse {
         message: Some(lk::signal_response::Message::Leave(lk::LeaveRequest {
@@ -352,6 +392,74 @@ fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pong(n: i64) -> ConnOut {
+        ConnOut::Message(Box::new(lk::SignalResponse {
+            message: Some(lk::signal_response::Message::Pong(n)),
+        }))
+    }
+
+    /// What a client's WebSocket reads until `count` messages or the close.
+    async fn read(
+        client: &mut (
+                 impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin
+             ),
+        count: usize,
+    ) -> Vec<Option<i64>> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            match client.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    match lk::SignalResponse::decode(b.as_ref()).expect("decode").message {
+                        Some(lk::signal_response::Message::Pong(n)) => got.push(Some(n)),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    got.push(None);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn waiting_messages_go_out_together_in_order_and_a_close_ends_the_batch() {
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let config = WebSocketConfig::default().write_buffer_size(websocket::WRITE_EAGERLY);
+        let (ours, cork) = websocket::Batched::new(ours);
+        let mut server = WebSocketStream::from_raw_socket(ours, Role::Server, Some(config)).await;
+        let mut client = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+        let (tx, mut rx) = mpsc::channel(2 * MAX_BATCH);
+
+        // More than one batch waits: the first write takes MAX_BATCH, the
+        // rest stay for the next.
+        for n in 1..MAX_BATCH as i64 + 3 {
+            tx.try_send(pong(n)).expect("queue");
+        }
+        let first = rx.recv().await;
+        assert!(write_out(&mut server, &cork, first, &mut rx).await);
+        assert_eq!(rx.len(), 2, "what is past the batch stays queued");
+        let expected: Vec<Option<i64>> = (1..=MAX_BATCH as i64).map(Some).collect();
+        assert_eq!(read(&mut client, MAX_BATCH).await, expected);
+
+        // A close among the waiting messages: those before it arrive, then
+        // the close, and the session is over.
+        tx.try_send(ConnOut::Close).expect("queue");
+        tx.try_send(pong(99)).expect("queue");
+        let first = rx.recv().await;
+        assert!(!write_out(&mut server, &cork, first, &mut rx).await);
+        let expected = vec![Some(MAX_BATCH as i64 + 1), Some(MAX_BATCH as i64 + 2), None];
+        assert_eq!(read(&mut client, 4).await, expected);
+
+        // The engine gone: the session is over too.
+        drop(tx);
+        assert!(!write_out(&mut server, &cork, None, &mut rx).await);
+    }
 
     #[test]
     fn token_kinds_become_participant_kinds() {

@@ -6,10 +6,23 @@
 //! its join response, whose roster grows with the room (about 85 bytes a
 //! participant), so a room of 1000 would leave about 40 KiB behind in
 //! every connection. Messages longer than [`FRAGMENT`] therefore go out as
-//! a fragmented message (section 5.4) of frames no longer than that, each
-//! flushed before the next; the client's WebSocket puts them back together.
+//! a fragmented message (section 5.4) of frames no longer than that; the
+//! client's WebSocket puts them back together.
+//!
+//! The WebSocket library writes each frame to the connection as soon as it
+//! has it ([`WRITE_EAGERLY`]); when the session corks the connection
+//! ([`Cork`]), [`Batched`] below the library collects those writes until
+//! the next flush: the frames of a long message, and the messages that
+//! were waiting together, leave in one send rather than one send a frame.
+//! What was collected is given back after each flush, so an idle
+//! connection holds no write buffer.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -19,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -27,10 +41,107 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Error, Message};
 
 /// An upgraded signalling connection.
-pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Socket = WebSocketStream<Batched<TokioIo<Upgraded>>>;
 
 /// The longest frame the server writes.
 pub(crate) const FRAGMENT: usize = 1024;
+
+/// The WebSocket library's write buffer size that hands every frame to
+/// the connection at once: [`Batched`] does the collecting.
+pub(crate) const WRITE_EAGERLY: usize = 0;
+
+/// How much [`Batched`] collects before it sends without waiting for a
+/// flush.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// A connection whose writes, once corked through its [`Cork`], are
+/// collected until the next flush (or until [`BATCH_LIMIT`] bytes wait)
+/// and then sent together. Uncorked writes go straight through, as do
+/// reads: what the WebSocket library writes on its own (the answer to a
+/// ping or to the client's close) leaves as it always did.
+pub(crate) struct Batched<T> {
+    inner: T,
+    corked: Arc<AtomicBool>,
+    pending: Vec<u8>,
+    /// How much of `pending` the connection has taken.
+    sent: usize,
+}
+
+/// Corks a [`Batched`] connection from outside the WebSocket that owns it.
+#[derive(Clone)]
+pub(crate) struct Cork(Arc<AtomicBool>);
+
+impl Cork {
+    /// Collects the connection's writes until its next flush.
+    pub(crate) fn cork(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<T> Batched<T> {
+    pub(crate) fn new(inner: T) -> (Self, Cork) {
+        let corked = Arc::new(AtomicBool::new(false));
+        let batched = Batched {
+            inner,
+            corked: corked.clone(),
+            pending: Vec::new(),
+            sent: 0,
+        };
+        (batched, Cork(corked))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Batched<T> {
+    /// Hands everything collected to the connection, then lets the buffer
+    /// go.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.pending = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Batched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if !self.corked.load(Ordering::Relaxed) {
+            ready!(self.poll_send(cx))?;
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
+        if self.pending.len() >= BATCH_LIMIT {
+            ready!(self.poll_send(cx))?;
+        }
+        self.pending.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        self.corked.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// A request to upgrade to a WebSocket, checked.
 pub(crate) struct Upgrade {
@@ -112,7 +223,7 @@ impl Upgrade {
     /// `session` on the connection once upgraded.
     pub(crate) fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Socket, Cork) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
@@ -125,9 +236,10 @@ impl Upgrade {
                     return;
                 }
             };
-            let socket =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-            session(socket).await;
+            let config = config.write_buffer_size(WRITE_EAGERLY);
+            let (io, cork) = Batched::new(TokioIo::new(upgraded));
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+            session(socket, cork).await;
         });
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -142,13 +254,23 @@ impl Upgrade {
 }
 
 /// Sends `message` as one binary message, in frames of at most
-/// [`FRAGMENT`] bytes, flushing each.
+/// [`FRAGMENT`] bytes, and flushes.
 pub(crate) async fn send_binary<S>(sink: &mut S, message: Vec<u8>) -> Result<(), Error>
 where
     S: Sink<Message, Error = Error> + Unpin,
 {
+    feed_binary(sink, message).await?;
+    sink.flush().await
+}
+
+/// Writes `message` as one binary message, in frames of at most
+/// [`FRAGMENT`] bytes, without flushing: it leaves with the next flush.
+pub(crate) async fn feed_binary<S>(sink: &mut S, message: Vec<u8>) -> Result<(), Error>
+where
+    S: Sink<Message, Error = Error> + Unpin,
+{
     if message.len() <= FRAGMENT {
-        return sink.send(Message::Binary(message.into())).await;
+        return sink.feed(Message::Binary(message.into())).await;
     }
     let message = Bytes::from(message);
     let mut start = 0;
@@ -160,7 +282,7 @@ where
             OpCode::Data(Data::Continue)
         };
         let frame = Frame::message(message.slice(start..end), opcode, end == message.len());
-        sink.send(Message::Frame(frame)).await?;
+        sink.feed(Message::Frame(frame)).await?;
         start = end;
     }
     Ok(())
@@ -268,9 +390,19 @@ mod tests {
         out
     }
 
+    /// A server socket as `on_upgrade` builds one, over `io`.
+    async fn server<T: AsyncRead + AsyncWrite + Unpin>(io: T) -> (WebSocketStream<Batched<T>>, Cork) {
+        let config = WebSocketConfig::default().write_buffer_size(WRITE_EAGERLY);
+        let (io, cork) = Batched::new(io);
+        (
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
+            cork,
+        )
+    }
+
     async fn written(messages: &[Vec<u8>]) -> Vec<u8> {
         let (ours, mut theirs) = tokio::io::duplex(1 << 20);
-        let mut socket = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        let (mut socket, _) = server(ours).await;
         for m in messages {
             send_binary(&mut socket, m.clone()).await.expect("send");
         }
@@ -299,7 +431,7 @@ mod tests {
 
         // A client's WebSocket puts the pieces back together.
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let mut server = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        let (mut server, _) = server(ours).await;
         let mut client = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
         send_binary(&mut server, long.clone()).await.expect("send");
         send_binary(&mut server, exact.clone()).await.expect("send");
@@ -309,5 +441,149 @@ mod tests {
                 other => panic!("expected one binary message, got {other:?}"),
             }
         }
+    }
+
+    /// A connection that takes at most `chunk` bytes a write, and every
+    /// other write asks to be tried again later; it records each write.
+    struct Slow {
+        chunk: usize,
+        refuse: bool,
+        writes: Vec<usize>,
+        wire: Vec<u8>,
+    }
+
+    impl Slow {
+        fn new(chunk: usize) -> Self {
+            Slow {
+                chunk,
+                refuse: false,
+                writes: Vec::new(),
+                wire: Vec::new(),
+            }
+        }
+    }
+
+    impl AsyncRead for Slow {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Slow {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.refuse = !self.refuse;
+            if self.refuse {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.chunk);
+            self.writes.push(n);
+            self.wire.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_and_messages_wait_for_the_flush_and_leave_together() {
+        let (mut socket, cork) = server(Slow::new(usize::MAX)).await;
+        let long: Vec<u8> = (0..3 * FRAGMENT + 100).map(|i| (i % 251) as u8).collect();
+        cork.cork();
+        feed_binary(&mut socket, long).await.expect("feed");
+        feed_binary(&mut socket, b"short".to_vec()).await.expect("feed");
+        assert!(
+            socket.get_ref().inner.writes.is_empty(),
+            "nothing is sent before the flush"
+        );
+        socket.flush().await.expect("flush");
+        let batched = socket.get_ref();
+        assert_eq!(batched.inner.writes.len(), 1, "one send for both messages");
+        assert_eq!(
+            frames(&batched.inner.wire),
+            [
+                (false, 2, FRAGMENT),
+                (false, 0, FRAGMENT),
+                (false, 0, FRAGMENT),
+                (true, 0, 100),
+                (true, 2, 5),
+            ]
+        );
+        assert_eq!(
+            batched.pending.capacity(),
+            0,
+            "the buffer is given back after the flush"
+        );
+
+        // The flush uncorked it: what follows is not collected.
+        feed_binary(&mut socket, b"after".to_vec()).await.expect("feed");
+        assert_eq!(socket.get_ref().pending.capacity(), 0);
+        socket.flush().await.expect("flush");
+        assert_eq!(socket.get_ref().inner.writes.len(), 2);
+        assert_eq!(frames(&socket.get_ref().inner.wire).last(), Some(&(true, 2, 5)));
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_a_close_leaves_without_a_flush() {
+        // The WebSocket library writes its answer to a client's close and
+        // ends the connection without flushing it: an uncorked connection
+        // sends it as written, as a plain one would.
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (mut server, _cork) = server(ours).await;
+        let mut client = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+        client.send(Message::Close(None)).await.expect("close");
+        assert!(matches!(server.next().await, Some(Ok(Message::Close(_)))));
+        let _ = SinkExt::close(&mut server).await;
+        drop(server);
+        assert!(
+            matches!(client.next().await, Some(Ok(Message::Close(_)))),
+            "the client got the server's close"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_waits_is_bounded_and_partial_sends_lose_nothing() {
+        // A connection that takes 1000 bytes at a time and often asks to
+        // wait: everything still arrives in order.
+        let (mut socket, cork) = server(Slow::new(1000)).await;
+        cork.cork();
+        let messages: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                (0..FRAGMENT as u32 - 10)
+                    .map(|j| ((i * 7 + j) % 256) as u8)
+                    .collect()
+            })
+            .collect();
+        for m in &messages {
+            feed_binary(&mut socket, m.clone()).await.expect("feed");
+            assert!(
+                socket.get_ref().pending.len() < BATCH_LIMIT + FRAGMENT + 16,
+                "what waits for a flush stays below the limit"
+            );
+        }
+        assert!(
+            !socket.get_ref().inner.writes.is_empty(),
+            "past the limit it is sent unasked"
+        );
+        socket.flush().await.expect("flush");
+        let wire = &socket.get_ref().inner.wire;
+        let mut at = 0;
+        for m in &messages {
+            let header = 4; // 126 and a 16-bit length
+            assert_eq!(wire[at], 0x82);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([wire[at + 2], wire[at + 3]])),
+                m.len()
+            );
+            assert_eq!(&wire[at + header..at + header + m.len()], &m[..]);
+            at += header + m.len();
+        }
+        assert_eq!(at, wire.len());
     }
 }
