@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use conclave_signal::{ConnId, JoinParams, Now, Output, Sfu, SignalError};
+use conclave_signal::{ConnId, JoinParams, Now, Outgoing, Output, Sfu, SignalError};
 use conclave_types::{ParticipantIdentity, ParticipantSid, RoomName};
 use livekit_protocol as lk;
 use tokio::net::UdpSocket;
@@ -24,7 +25,8 @@ pub const OUTBOX_CAPACITY: usize = 512;
 /// What the engine sends to one signalling connection.
 #[derive(Debug)]
 pub enum ConnOut {
-    Message(Box<lk::SignalResponse>),
+    /// A message, shared with the other connections it goes to.
+    Message(Arc<Outgoing>),
     Close,
 }
 
@@ -89,7 +91,7 @@ pub enum RuntimeError {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::UnboundedSender<Command>,
-    next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl EngineHandle {
@@ -173,7 +175,7 @@ impl EngineHandle {
 /// it reach the same engine without any shared table.
 #[derive(Clone)]
 pub struct Engines {
-    engines: std::sync::Arc<[EngineHandle]>,
+    engines: Arc<[EngineHandle]>,
 }
 
 impl Engines {
@@ -252,7 +254,7 @@ impl Engine {
         tokio::spawn(run(sfu, socket, local, rx));
         EngineHandle {
             tx,
-            next_conn: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            next_conn: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 }

@@ -63,7 +63,7 @@ async fn next(rx: &mut mpsc::Receiver<ConnOut>) -> Option<ConnOut> {
 
 fn message(out: Option<ConnOut>) -> Resp {
     match out {
-        Some(ConnOut::Message(m)) => m.message.expect("a message"),
+        Some(ConnOut::Message(m)) => m.message().clone(),
         other => panic!("expected a message, got {other:?}"),
     }
 }

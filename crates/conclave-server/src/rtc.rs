@@ -260,7 +260,7 @@ async fn run_session(
                 lk::DisconnectReason::StateMismatch,
                 lk::leave_request::Action::Reconnect,
             );
-            let _ = websocket::send_binary(&mut sink, leave).await;
+            let _ = websocket::send_binary(&mut sink, leave.into()).await;
             let _ = sink.send(Message::Close(None)).await;
             return;
         }
@@ -275,7 +275,7 @@ async fn run_session(
                 lk::DisconnectReason::JoinFailure,
                 lk::leave_request::Action::Disconnect,
             );
-            let _ = websocket::send_binary(&mut sink, leave).await;
+            let _ = websocket::send_binary(&mut sink, leave.into()).await;
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {
                     code: CloseCode::Policy,
@@ -354,7 +354,7 @@ where
     loop {
         match next {
             Some(ConnOut::Message(m)) => {
-                if websocket::feed_binary(sink, m.encode_to_vec()).await.is_err() {
+                if websocket::feed_binary(sink, m.encoded()).await.is_err() {
                     return false;
                 }
             }
@@ -394,9 +394,9 @@ mod tests {
     use super::*;
 
     fn pong(n: i64) -> ConnOut {
-        ConnOut::Message(Box::new(lk::SignalResponse {
-            message: Some(lk::signal_response::Message::Pong(n)),
-        }))
+        ConnOut::Message(conclave_signal::Outgoing::new(
+            lk::signal_response::Message::Pong(n),
+        ))
     }
 
     /// What a client's WebSocket reads until `count` messages or the close.

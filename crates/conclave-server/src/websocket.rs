@@ -255,7 +255,7 @@ impl Upgrade {
 
 /// Sends `message` as one binary message, in frames of at most
 /// [`FRAGMENT`] bytes, and flushes.
-pub(crate) async fn send_binary<S>(sink: &mut S, message: Vec<u8>) -> Result<(), Error>
+pub(crate) async fn send_binary<S>(sink: &mut S, message: Bytes) -> Result<(), Error>
 where
     S: Sink<Message, Error = Error> + Unpin,
 {
@@ -265,14 +265,13 @@ where
 
 /// Writes `message` as one binary message, in frames of at most
 /// [`FRAGMENT`] bytes, without flushing: it leaves with the next flush.
-pub(crate) async fn feed_binary<S>(sink: &mut S, message: Vec<u8>) -> Result<(), Error>
+pub(crate) async fn feed_binary<S>(sink: &mut S, message: Bytes) -> Result<(), Error>
 where
     S: Sink<Message, Error = Error> + Unpin,
 {
     if message.len() <= FRAGMENT {
-        return sink.feed(Message::Binary(message.into())).await;
+        return sink.feed(Message::Binary(message)).await;
     }
-    let message = Bytes::from(message);
     let mut start = 0;
     while start < message.len() {
         let end = (start + FRAGMENT).min(message.len());
@@ -404,7 +403,9 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(1 << 20);
         let (mut socket, _) = server(ours).await;
         for m in messages {
-            send_binary(&mut socket, m.clone()).await.expect("send");
+            send_binary(&mut socket, Bytes::from(m.clone()))
+                .await
+                .expect("send");
         }
         drop(socket);
         let mut wire = Vec::new();
@@ -433,8 +434,12 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (mut server, _) = server(ours).await;
         let mut client = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
-        send_binary(&mut server, long.clone()).await.expect("send");
-        send_binary(&mut server, exact.clone()).await.expect("send");
+        send_binary(&mut server, Bytes::from(long.clone()))
+            .await
+            .expect("send");
+        send_binary(&mut server, Bytes::from(exact.clone()))
+            .await
+            .expect("send");
         for expected in [long, exact] {
             match client.next().await {
                 Some(Ok(Message::Binary(got))) => assert_eq!(got.as_ref(), &expected[..]),
@@ -496,8 +501,10 @@ mod tests {
         let (mut socket, cork) = server(Slow::new(usize::MAX)).await;
         let long: Vec<u8> = (0..3 * FRAGMENT + 100).map(|i| (i % 251) as u8).collect();
         cork.cork();
-        feed_binary(&mut socket, long).await.expect("feed");
-        feed_binary(&mut socket, b"short".to_vec()).await.expect("feed");
+        feed_binary(&mut socket, Bytes::from(long)).await.expect("feed");
+        feed_binary(&mut socket, Bytes::from(b"short".to_vec()))
+            .await
+            .expect("feed");
         assert!(
             socket.get_ref().inner.writes.is_empty(),
             "nothing is sent before the flush"
@@ -522,7 +529,9 @@ mod tests {
         );
 
         // The flush uncorked it: what follows is not collected.
-        feed_binary(&mut socket, b"after".to_vec()).await.expect("feed");
+        feed_binary(&mut socket, Bytes::from(b"after".to_vec()))
+            .await
+            .expect("feed");
         assert_eq!(socket.get_ref().pending.capacity(), 0);
         socket.flush().await.expect("flush");
         assert_eq!(socket.get_ref().inner.writes.len(), 2);
@@ -561,7 +570,9 @@ mod tests {
             })
             .collect();
         for m in &messages {
-            feed_binary(&mut socket, m.clone()).await.expect("feed");
+            feed_binary(&mut socket, Bytes::from(m.clone()))
+                .await
+                .expect("feed");
             assert!(
                 socket.get_ref().pending.len() < BATCH_LIMIT + FRAGMENT + 16,
                 "what waits for a flush stays below the limit"

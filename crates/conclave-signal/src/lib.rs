@@ -15,6 +15,7 @@ mod model;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use conclave_media::{
@@ -27,6 +28,7 @@ use livekit_protocol as lk;
 use lk::signal_request::Message as Req;
 use lk::signal_response::Message as Resp;
 use prost::Message as _;
+use prost::bytes::Bytes;
 
 pub use model::{ConnId, RoomSettings};
 use model::{Participant, PendingUpdate, Room, Track, Wish};
@@ -100,14 +102,47 @@ pub struct JoinParams {
     pub kind: lk::participant_info::Kind,
 }
 
+/// A signalling message for one connection or many: built once, and
+/// encoded once, by whichever connection writes it first, however many
+/// connections it goes to (news of a participant goes to everyone in the
+/// room).
+#[derive(Debug)]
+pub struct Outgoing {
+    message: Resp,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Outgoing {
+    pub fn new(message: Resp) -> Arc<Self> {
+        Arc::new(Outgoing {
+            message,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Resp {
+        &self.message
+    }
+
+    /// The `SignalResponse` in protobuf, encoded at the first call. Its
+    /// only field is the message, so it is the message's own encoding.
+    pub fn encoded(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| {
+                let mut buf = Vec::with_capacity(self.message.encoded_len());
+                self.message.encode(&mut buf);
+                Bytes::from(buf)
+            })
+            .clone()
+    }
+}
+
 /// Output of the core.
 #[derive(Debug)]
 pub enum Output {
     /// Send a signalling message on a connection.
-    Signal {
-        conn: ConnId,
-        message: Box<lk::SignalResponse>,
-    },
+    Signal { conn: ConnId, message: Arc<Outgoing> },
     /// Close a signalling connection after sending what was queued.
     Close { conn: ConnId },
     /// Send a datagram.
@@ -1303,14 +1338,10 @@ impl Sfu {
             if let Some(room) = self.rooms.get_mut(&name) {
                 room.speakers = now_speaking;
             }
-            for conn in conns {
-                self.send(
-                    conn,
-                    Resp::SpeakersChanged(lk::SpeakersChanged {
-                        speakers: infos.clone(),
-                    }),
-                );
-            }
+            self.send_to_all(
+                conns,
+                Resp::SpeakersChanged(lk::SpeakersChanged { speakers: infos }),
+            );
         }
     }
 
@@ -1372,25 +1403,19 @@ impl Sfu {
                     })
                     .collect();
                 if !all.is_empty() {
-                    for conn in newcomers {
-                        self.send(
-                            conn,
-                            Resp::ConnectionQuality(lk::ConnectionQualityUpdate { updates: all.clone() }),
-                        );
-                    }
+                    self.send_to_all(
+                        newcomers,
+                        Resp::ConnectionQuality(lk::ConnectionQualityUpdate { updates: all }),
+                    );
                 }
             }
             if changed.is_empty() {
                 continue;
             }
-            for conn in others {
-                self.send(
-                    conn,
-                    Resp::ConnectionQuality(lk::ConnectionQualityUpdate {
-                        updates: changed.clone(),
-                    }),
-                );
-            }
+            self.send_to_all(
+                others,
+                Resp::ConnectionQuality(lk::ConnectionQualityUpdate { updates: changed }),
+            );
         }
     }
 
@@ -1737,14 +1762,12 @@ impl Sfu {
             .filter(|s| *s != subject)
             .filter_map(|s| self.participants.get(s).and_then(|p| p.conn))
             .collect();
-        for conn in conns {
-            self.send(
-                conn,
-                Resp::Update(lk::ParticipantUpdate {
-                    participants: vec![info.clone()],
-                }),
-            );
-        }
+        self.send_to_all(
+            conns,
+            Resp::Update(lk::ParticipantUpdate {
+                participants: vec![info],
+            }),
+        );
     }
 
     /// Sends every room's waiting news: one update per member, with what is
@@ -1775,15 +1798,24 @@ impl Sfu {
                 Some((s.clone(), p.conn?, p.news_seen))
             })
             .collect();
+        // Most members get all of the news (those already there before
+        // any of it): one message for them all, the rest one each.
+        let mut everything = Vec::new();
         for (member, conn, seen) in members {
-            let participants: Vec<lk::ParticipantInfo> = news
-                .iter()
-                .filter(|u| u.subject != member && u.seq > seen)
-                .map(|u| u.info.clone())
-                .collect();
+            let wanted = |u: &&PendingUpdate| u.subject != member && u.seq > seen;
+            if news.iter().filter(wanted).count() == news.len() {
+                everything.push(conn);
+                continue;
+            }
+            let participants: Vec<lk::ParticipantInfo> =
+                news.iter().filter(wanted).map(|u| u.info.clone()).collect();
             if !participants.is_empty() {
                 self.send(conn, Resp::Update(lk::ParticipantUpdate { participants }));
             }
+        }
+        if !everything.is_empty() && !news.is_empty() {
+            let participants = news.into_iter().map(|u| u.info).collect();
+            self.send_to_all(everything, Resp::Update(lk::ParticipantUpdate { participants }));
         }
     }
 
@@ -1881,10 +1913,20 @@ impl Sfu {
     fn send(&mut self, conn: ConnId, message: Resp) {
         self.out.push_back(Output::Signal {
             conn,
-            message: Box::new(lk::SignalResponse {
-                message: Some(message),
-            }),
+            message: Outgoing::new(message),
         });
+    }
+
+    /// Sends one message to every connection in `conns`, built and encoded
+    /// once.
+    fn send_to_all(&mut self, conns: impl IntoIterator<Item = ConnId>, message: Resp) {
+        let message = Outgoing::new(message);
+        for conn in conns {
+            self.out.push_back(Output::Signal {
+                conn,
+                message: message.clone(),
+            });
+        }
     }
 }
 

@@ -124,7 +124,7 @@ impl Harness {
         loop {
             match self.sfu.poll_output() {
                 Output::Timeout(_) => return out,
-                Output::Signal { conn, message } => out.push((conn, message.message)),
+                Output::Signal { conn, message } => out.push((conn, Some(message.message().clone()))),
                 Output::Close { conn } => out.push((conn, None)),
                 Output::Transmit { .. } => {}
             }
@@ -769,7 +769,7 @@ mod net {
             loop {
                 match h.sfu.poll_output() {
                     Output::Timeout(_) => break,
-                    Output::Signal { conn, message } => sent.push((conn, message.message)),
+                    Output::Signal { conn, message } => sent.push((conn, Some(message.message().clone()))),
                     Output::Close { conn } => sent.push((conn, None)),
                     Output::Transmit {
                         source,
@@ -1108,6 +1108,54 @@ fn listeners_joining_together_are_announced_in_one_update_per_member() {
     }
     // Nothing is sent twice.
     assert!(updates(&h.tick_and_drain(), 1).is_empty());
+}
+
+/// The news that every earlier member gets is one message, built and
+/// encoded once for all of them; those who joined with it get their own.
+#[test]
+fn news_for_every_earlier_member_is_one_shared_message() {
+    let mut h = Harness::new();
+    h.join(1, "ada");
+    h.join(2, "bob");
+    h.tick_and_drain();
+    let newcomers: Vec<String> = (3..=6)
+        .map(|c| h.join(c, &format!("listener-{c}")).to_string())
+        .collect();
+    h.drain();
+    h.advance(TICK);
+    let mut updates: HashMap<u64, std::sync::Arc<crate::Outgoing>> = HashMap::new();
+    loop {
+        match h.sfu.poll_output() {
+            Output::Timeout(_) => break,
+            Output::Signal { conn, message } if matches!(message.message(), Resp::Update(_)) => {
+                assert!(updates.insert(conn.0, message).is_none(), "one update per member");
+            }
+            _ => {}
+        }
+    }
+    let (ada, bob) = (&updates[&1], &updates[&2]);
+    assert!(std::sync::Arc::ptr_eq(ada, bob), "ada and bob share one message");
+    let Resp::Update(u) = ada.message() else {
+        panic!("an update")
+    };
+    let sids: Vec<String> = u.participants.iter().map(|p| p.sid.clone()).collect();
+    assert_eq!(sids, newcomers, "in the order they joined");
+    // Encoded once, as the `SignalResponse` a client decodes.
+    let bytes = ada.encoded();
+    assert_eq!(bytes.as_ptr(), bob.encoded().as_ptr(), "encoded once");
+    let decoded = lk::SignalResponse::decode(bytes.as_ref()).expect("decodes");
+    assert_eq!(decoded.message.as_ref(), Some(ada.message()));
+    // Those who joined with the news get what came after them, each alone.
+    for conn in 3..=5u64 {
+        assert!(!std::sync::Arc::ptr_eq(&updates[&conn], ada), "connection {conn}");
+        let Resp::Update(u) = updates[&conn].message() else {
+            panic!("an update")
+        };
+        let expected = &newcomers[conn as usize - 2..];
+        let sids: Vec<String> = u.participants.iter().map(|p| p.sid.clone()).collect();
+        assert_eq!(sids, expected, "connection {conn}");
+    }
+    assert!(!updates.contains_key(&6), "the last to join has no news");
 }
 
 /// News of a participant who publishes is not held back, and replaces
