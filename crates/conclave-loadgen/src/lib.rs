@@ -165,6 +165,12 @@ pub struct Report {
     /// From starting to connect to the first media packet.
     pub join_p50_ms: u64,
     pub join_p95_ms: u64,
+    /// The target's CPU time per participant who joined, from the first
+    /// join until the last one's first media packet (what it forwarded
+    /// meanwhile included): the join times also wait for this program,
+    /// this is the target's side alone. `None` when someone's first
+    /// packet came after the warm-up.
+    pub join_cpu_ms: Option<f64>,
     /// Payload bits per second, all receivers together.
     pub received_mbit_s: f64,
     /// CPU time of the target over the measured window, and its memory at
@@ -255,6 +261,41 @@ async fn cost_between(
     (before, snapshot(pid, &ports))
 }
 
+/// The target's CPU seconds every 10 ms until `until`, to tell what the
+/// joins cost it.
+async fn sample_cpu(pid: u32, until: Instant) -> Vec<(Instant, f64)> {
+    let mut samples = Vec::new();
+    loop {
+        let now = Instant::now();
+        if let Some(u) = proc_usage(pid) {
+            samples.push((now, u.cpu_seconds));
+        }
+        if now >= until {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The CPU seconds of the first sample taken at or after `at`.
+fn cpu_at(samples: &[(Instant, f64)], at: Instant) -> Option<f64> {
+    samples.iter().find(|(t, _)| *t >= at).map(|(_, cpu)| *cpu)
+}
+
+/// The target's CPU milliseconds per joined participant: from the first
+/// sample to the one after the last receiver's first packet.
+fn join_cpu_ms(samples: &[(Instant, f64)], outcomes: &[Outcome], joined: usize) -> Option<f64> {
+    let mut last = None;
+    for o in outcomes {
+        let Some(r) = &o.received else { continue };
+        let first = r.first_packet?;
+        last = last.max(Some(first));
+    }
+    let start = samples.first()?.1;
+    let end = cpu_at(samples, last?)?;
+    (joined > 0).then(|| (end - start) * 1000.0 / joined as f64)
+}
+
 /// The last part of a log, to show with an error.
 fn tail(log: &str) -> &str {
     let mut at = log.len().saturating_sub(4000);
@@ -340,6 +381,9 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut window = window_from(Instant::now());
+    // In a meeting everyone joins at once; in a fan-out the receivers join
+    // once the publishers send, and their joins are what is measured.
+    let mut join_samples = meeting.then(|| tokio::spawn(sample_cpu(target.pid(), window.measure_from)));
     let mut tasks = Vec::new();
     let mut ready = Vec::new();
     for index in 0..publishers {
@@ -375,6 +419,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
             }
         }
         window = window_from(Instant::now());
+        join_samples = Some(tokio::spawn(sample_cpu(target.pid(), window.measure_from)));
     }
     for index in publishers..n {
         tasks.push(tokio::spawn(target.join(Plan {
@@ -413,6 +458,11 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
         }
     }
     let (before, after) = cost.await.map_err(|e| e.to_string())?;
+    let samples = match join_samples {
+        Some(s) => s.await.map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let joined = if meeting { n } else { n - publishers };
     if let Some(e) = failure {
         return Err(format!("{e}\n{}", tail(&target.log())));
     }
@@ -428,6 +478,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, String> {
         target_drops: after.drops.saturating_sub(before.drops),
         rcvbuf_errors: after.buffers.0.saturating_sub(before.buffers.0),
         sndbuf_errors: after.buffers.1.saturating_sub(before.buffers.1),
+        join_cpu_ms: join_cpu_ms(&samples, &outcomes, joined),
     };
     Ok(report(cfg, n, publishers, &outcomes, &cost))
 }
@@ -443,6 +494,8 @@ struct Cost {
     target_drops: u64,
     rcvbuf_errors: u64,
     sndbuf_errors: u64,
+    /// Of the joins, not of the window.
+    join_cpu_ms: Option<f64>,
 }
 
 fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], cost: &Cost) -> Report {
@@ -503,6 +556,7 @@ fn report(cfg: &RunConfig, n: usize, publishers: usize, outcomes: &[Outcome], co
         audio_latency_p99_us: percentile(&mut audio_delays, 99.0),
         join_p50_ms: percentile(&mut joins, 50.0),
         join_p95_ms: percentile(&mut joins, 95.0),
+        join_cpu_ms: cost.join_cpu_ms,
         received_mbit_s: bytes as f64 * 8.0 / cfg.seconds / 1e6,
         server_cpu_seconds: cpu,
         server_rss_kib: rss_kib,
@@ -544,10 +598,11 @@ fn talkers(cfg: &RunConfig, publishers: usize) -> usize {
 /// is the delay of audio packets alone; `rss MiB` the target's resident
 /// memory, `anon MiB` the part of it that is not its program file's;
 /// `lg cpu` is the load generator's CPU time, `other` that of the rest of the
-/// machine, `drops` the datagrams the target's socket dropped.
+/// machine, `drops` the datagrams the target's socket dropped, `ms/join`
+/// the target's CPU milliseconds per participant who joined.
 pub fn table(reports: &[Report]) -> String {
     let mut s = format!(
-        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>12}\n",
+        "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>12} {:>7}\n",
         "target",
         "scenario",
         "n",
@@ -566,12 +621,13 @@ pub fn table(reports: &[Report]) -> String {
         "lg cpu",
         "other",
         "drops",
-        "pkts/cpu-s"
+        "pkts/cpu-s",
+        "ms/join"
     );
     for r in reports {
         let loss = format!("{:.3}{}", r.loss_percent, if r.valid { "" } else { "!" });
         s.push_str(&format!(
-            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>12.0}\n",
+            "{:<9} {:<19} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>7.2} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>12.0} {:>7}\n",
             r.target.name(),
             label(r),
             r.participants,
@@ -591,6 +647,7 @@ pub fn table(reports: &[Report]) -> String {
             r.other_cpu_seconds,
             r.target_socket_drops,
             r.packets_per_cpu_second,
+            r.join_cpu_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}")),
         ));
     }
     for r in reports.iter().filter(|r| r.resumes > 0) {
@@ -626,6 +683,49 @@ mod tests {
             target_cpu: None,
             loadgen_pinned: false,
         }
+    }
+
+    /// A receiver whose first packet came `after` `base`.
+    fn joined(base: Instant, after: Option<Duration>) -> Outcome {
+        let mut r = Receiver::default();
+        if let Some(d) = after {
+            r.on_packet("a", 1, 100, None, base + d);
+        }
+        Outcome {
+            joined_at: base,
+            received: Some(r),
+            resumes: 0,
+        }
+    }
+
+    #[test]
+    fn the_joins_cost_is_counted_until_the_last_first_packet() {
+        let base = Instant::now();
+        let ms = Duration::from_millis;
+        // CPU seconds every 10 ms: 0.5 s of CPU over the first 200 ms.
+        let samples: Vec<(Instant, f64)> = (0..=40)
+            .map(|i| (base + ms(10 * i), (f64::from(i as u32) * 0.025).min(0.5)))
+            .collect();
+        let outcomes = [joined(base, Some(ms(50))), joined(base, Some(ms(195)))];
+        // Up to the sample at 200 ms: 0.5 s for two joins.
+        let per_join = join_cpu_ms(&samples, &outcomes, 2).expect("a figure");
+        assert!((per_join - 250.0).abs() < 1e-6, "{per_join}");
+        // A publisher's outcome (nothing received) does not count.
+        let with_sender = [
+            joined(base, Some(ms(95))),
+            Outcome {
+                joined_at: base,
+                received: None,
+                resumes: 0,
+            },
+        ];
+        let per_join = join_cpu_ms(&samples, &with_sender, 1).expect("a figure");
+        assert!((per_join - 250.0).abs() < 1e-6, "{per_join}");
+        // Someone never got a packet, or got it after the last sample: no
+        // figure rather than a wrong one.
+        assert_eq!(join_cpu_ms(&samples, &[joined(base, None)], 1), None);
+        assert_eq!(join_cpu_ms(&samples, &[joined(base, Some(ms(401)))], 1), None);
+        assert_eq!(join_cpu_ms(&[], &outcomes, 2), None);
     }
 
     #[test]

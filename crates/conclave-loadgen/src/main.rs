@@ -507,6 +507,7 @@ mod tests {
             audio_latency_p99_us: 1,
             join_p50_ms: 1,
             join_p95_ms: 1,
+            join_cpu_ms: Some(0.5),
             received_mbit_s: 0.1,
             server_cpu_seconds: 0.1,
             server_rss_kib: 1,
